@@ -1,0 +1,293 @@
+"""Initial centres: random rows, k-means++, k-means|| (Bahmani et al. 2012), or a given array.
+
+Each initializer takes the validated data, the number of clusters and an int seed and returns (k, d) float64
+centres. Random draws depend only on the seed, what they are for (a stream number), the round and the chunk
+index, so the centres do not depend on the scheduler or the number of workers.
+
+Passes over the data (a pass reads every chunk once; picking given rows reads only the chunks that hold
+them):
+
+- ``random``: none (rows are picked by index); with sample weights one pass over the weights alone.
+- ``k-means++`` on an in-memory array: none through dask (greedy k-means++ in memory, as scikit-learn).
+- ``k-means++`` on a dask array: ``k - 1`` passes (one D^2 draw per pass).
+- ``k-means||``: ``init_rounds + 1`` passes (the rounds, then one to weight the candidates).
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+from ._kernels import lloyd_partials, nearest_center, update_centers
+from ._passes import ChunkedRows, map_reduce
+
+# Stream numbers keep the draws made for different purposes independent of each other.
+_STREAM_FIRST_CENTER = 1
+_STREAM_RANDOM = 2
+_STREAM_PLUSPLUS = 3
+_STREAM_PARALLEL = 4
+_STREAM_TOP_UP = 5
+_STREAM_REDUCE = 6
+
+# Lloyd steps on the weighted k-means|| candidates, on the client.
+_CANDIDATE_LLOYD_STEPS = 30
+
+
+def chunk_rng(seed: int, stream: int, step: int, chunk_index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, step, chunk_index])
+
+
+class NonFiniteDataError(ValueError):
+    """The data (or the squared distances computed from it) hold NaN or infinity."""
+
+
+def check_finite_total(value: float, what: str) -> None:
+    if not np.isfinite(value):
+        raise NonFiniteDataError(
+            f"The {what} computed from the data is {value}: the data contain NaN or infinity, or values "
+            "so large that squared distances overflow. Remove or impute non-finite rows, or rescale "
+            "the features, before fitting."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Drawing rows
+
+
+def _exponential_keys(w: np.ndarray, seed: int, stream: int, block_info=None) -> np.ndarray:
+    # Efraimidis-Spirakis: the m largest log(u)/w are a weighted sample without replacement.
+    chunk_index = block_info[0]["chunk-location"][0]
+    u = chunk_rng(seed, stream, 0, chunk_index).random(w.shape[0])
+    with np.errstate(divide="ignore"):
+        return np.log(u) / w
+
+
+def draw_row_indices(data: ChunkedRows, m: int, seed: int, stream: int) -> np.ndarray:
+    """``m`` distinct global row indices, drawn with probability proportional to the sample weight."""
+    if data.weights is None:
+        return np.random.default_rng([seed, stream]).choice(data.n_samples, size=m, replace=False)
+    keys = data.weights.map_blocks(_exponential_keys, seed, stream, dtype=np.float64)
+    return np.asarray(da.argtopk(keys, m).compute())
+
+
+def random_init(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
+    """``n_clusters`` distinct rows drawn uniformly (or by weight)."""
+    return data.rows(draw_row_indices(data, n_clusters, seed, _STREAM_RANDOM)).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# k-means++ in memory (greedy, with local trials)
+
+
+def _sq_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of A and of B, shape (len(A), len(B))."""
+    d = np.einsum("ij,ij->i", A, A)[:, None] - 2.0 * (A @ B.T) + np.einsum("ij,ij->i", B, B)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def kmeans_plusplus(
+    X: np.ndarray, n_clusters: int, weights: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii 2007) on an in-memory array.
+
+    Each new centre is the best, by potential, of ``2 + log(k)`` candidates drawn with probability
+    proportional to ``weight * D(x)^2``, as scikit-learn does.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_local_trials = 2 + int(np.log(n_clusters))
+    centers = np.empty((n_clusters, X.shape[1]))
+    centers[0] = X[rng.choice(n, p=w / w.sum())]
+    closest = _sq_distances(centers[:1], X)[0]
+    potential = closest @ w
+    for c in range(1, n_clusters):
+        targets = rng.random(n_local_trials) * potential
+        candidate_ids = np.searchsorted(np.cumsum(w * closest), targets)
+        np.clip(candidate_ids, None, n - 1, out=candidate_ids)
+        trial = np.minimum(closest, _sq_distances(X[candidate_ids], X))
+        trial_potentials = trial @ w
+        best = int(np.argmin(trial_potentials))
+        potential, closest = trial_potentials[best], trial[best]
+        centers[c] = X[candidate_ids[best]]
+    return centers
+
+
+# ----------------------------------------------------------------------------------------------------
+# k-means++ on a dask array: one D^2 draw per pass, the distance to the nearest centre kept per chunk
+
+
+def _plusplus_chunk(X, w, last_center, seed, step, *, chunk, state=None):
+    _, d2 = nearest_center(X, last_center[None, :])
+    if state is not None:
+        np.minimum(d2, state, out=d2)
+    u = chunk_rng(seed, _STREAM_PLUSPLUS, step, chunk.index).random(d2.shape[0])
+    wd2 = d2 if w is None else w * d2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.log(u) / wd2
+    best = int(np.argmax(keys)) if len(keys) else 0
+    partial_ = {"potential": float(wd2.sum()), "key": keys[best] if len(keys) else -np.inf}
+    partial_["index"] = chunk.row_offset + best
+    partial_["row"] = np.asarray(X[best], dtype=np.float64) if len(keys) else None
+    return d2, partial_
+
+
+def _combine_plusplus(parts: list[dict]) -> dict:
+    best = max(parts, key=lambda p: (p["key"], -p["index"]))
+    return {**best, "potential": float(np.sum([p["potential"] for p in parts]))}
+
+
+def kmeans_plusplus_dask(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
+    """Plain (not greedy) k-means++ over a dask array: ``n_clusters - 1`` passes."""
+    first = draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)
+    centers = [data.rows(first)[0].astype(np.float64)]
+    state = None
+    for step in range(1, n_clusters):
+        result, state = map_reduce(
+            data, _plusplus_chunk, _combine_plusplus, args=(centers[-1], seed, step), state=state,
+            keep_state=True,
+        )
+        check_finite_total(result["potential"], "k-means++ potential")
+        centers.append(result["row"])
+    return np.array(centers)
+
+
+# ----------------------------------------------------------------------------------------------------
+# k-means|| (Bahmani et al. 2012)
+
+
+def _nearest_candidate(X, new_candidates, first_new_id, state):
+    """Update each row's (squared distance, index) of its nearest candidate with the new candidates."""
+    if len(new_candidates) == 0:
+        return state
+    labels, d2 = nearest_center(X, new_candidates)
+    labels += first_new_id
+    if state is None:
+        return d2, labels
+    old_d2, old_labels = state
+    closer = d2 < old_d2
+    return np.where(closer, d2, old_d2), np.where(closer, labels, old_labels)
+
+
+def _parallel_round_chunk(X, w, new_candidates, first_new_id, oversampling, seed, round_index, *, chunk,
+                          state=None):
+    state = _nearest_candidate(X, new_candidates, first_new_id, state)
+    d2 = state[0]
+    wd2 = d2 if w is None else w * d2
+    phi = float(wd2.sum())
+    u = chunk_rng(seed, _STREAM_PARALLEL, round_index, chunk.index).random(d2.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = oversampling * wd2 / u
+    # A row is sampled when u < l * w * d^2 / phi_total, i.e. score > phi_total. phi_total is not known
+    # yet, but it is at least this chunk's phi: keeping score > phi_chunk keeps a superset (at most l
+    # rows expected per chunk), and combines prune it as the partial sums of phi grow.
+    keep = np.flatnonzero(score > phi)
+    return state, {
+        "phi": phi,
+        "score": score[keep],
+        "index": keep.astype(np.int64) + chunk.row_offset,
+        "rows": X[keep],
+    }
+
+
+def _combine_samples(parts: list[dict]) -> dict:
+    phi = float(np.sum([p["phi"] for p in parts]))
+    score = np.concatenate([p["score"] for p in parts])
+    keep = score > phi
+    return {
+        "phi": phi,
+        "score": score[keep],
+        "index": np.concatenate([p["index"] for p in parts])[keep],
+        "rows": np.concatenate([p["rows"] for p in parts])[keep],
+    }
+
+
+def _candidate_weight_chunk(X, w, new_candidates, first_new_id, n_candidates, *, chunk, state=None):
+    _, nearest = _nearest_candidate(X, new_candidates, first_new_id, state)
+    return np.bincount(nearest, weights=w, minlength=n_candidates).astype(np.float64)
+
+
+def _sum_arrays(parts: list) -> np.ndarray:
+    return np.sum(parts, axis=0)
+
+
+def kmeans_parallel_init(
+    data: ChunkedRows, n_clusters: int, seed: int, oversampling_factor: float, init_rounds: int
+) -> np.ndarray:
+    """k-means|| : a few rounds that each sample about ``oversampling_factor * k`` candidates, one pass each.
+
+    The first centre is a row drawn at random. Each round samples every row independently with probability
+    ``min(1, l * w * d^2(x) / phi)``, ``d`` being the distance to the nearest candidate so far and ``phi``
+    the weighted sum of ``d^2`` over all rows. A last pass weights every candidate by the (weighted) number
+    of rows nearest to it, and weighted greedy k-means++ plus Lloyd steps on the client reduce the
+    candidates to ``n_clusters`` centres.
+    """
+    oversampling = oversampling_factor * n_clusters
+    first = data.rows(draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)).astype(np.float64)
+    candidates, new, n_seen, state = [first], first, 0, None
+    for round_index in range(init_rounds):
+        sample, state = map_reduce(
+            data, _parallel_round_chunk, _combine_samples,
+            args=(new, n_seen, oversampling, seed, round_index), state=state, keep_state=True,
+        )
+        check_finite_total(sample["phi"], "k-means|| cost")
+        n_seen += len(new)
+        picked = sample["score"] > sample["phi"]
+        order = np.argsort(sample["index"][picked], kind="stable")
+        new = np.asarray(sample["rows"][picked][order], dtype=np.float64)
+        candidates.append(new)
+        if sample["phi"] == 0:
+            break  # every row sits on a candidate
+    n_candidates = sum(len(c) for c in candidates)
+    if n_candidates < n_clusters:
+        extra = draw_row_indices(data, n_clusters - n_candidates, seed, _STREAM_TOP_UP)
+        extra_rows = data.rows(extra).astype(np.float64)
+        candidates.append(extra_rows)
+        new = np.vstack([new, extra_rows])
+        n_candidates += len(extra_rows)
+    weights = map_reduce(
+        data, _candidate_weight_chunk, _sum_arrays, args=(new, n_seen, n_candidates), state=state
+    )
+    rng = np.random.default_rng([seed, _STREAM_REDUCE])
+    return reduce_candidates(np.vstack(candidates), weights, n_clusters, rng)
+
+
+def reduce_candidates(
+    candidates: np.ndarray, weights: np.ndarray, n_clusters: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Weighted greedy k-means++ on the candidates, then Lloyd steps on them, all in memory.
+
+    With fewer distinct candidates than clusters (data with fewer distinct points than clusters) some
+    centres coincide; the fit then warns that it found fewer distinct clusters.
+    """
+    centers = kmeans_plusplus(candidates, n_clusters, weights, rng)
+    for _ in range(_CANDIDATE_LLOYD_STEPS):
+        stats = lloyd_partials(candidates, weights, centers, n_farthest=n_clusters)
+        new_centers, _ = update_centers(stats, centers)
+        if np.array_equal(new_centers, centers):
+            break
+        centers = new_centers
+    return centers
+
+
+def initial_centers(
+    data: ChunkedRows,
+    n_clusters: int,
+    init,
+    seed: int,
+    *,
+    oversampling_factor: float,
+    init_rounds: int,
+    in_memory: np.ndarray | None = None,
+    in_memory_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Dispatch on ``init``: an array, "random", "k-means++" or "k-means||"."""
+    if not isinstance(init, str):
+        return np.asarray(init, dtype=np.float64)
+    if init == "random":
+        return random_init(data, n_clusters, seed)
+    if init == "k-means++":
+        if in_memory is not None:
+            return kmeans_plusplus(in_memory, n_clusters, in_memory_weights, np.random.default_rng(seed))
+        return kmeans_plusplus_dask(data, n_clusters, seed)
+    return kmeans_parallel_init(data, n_clusters, seed, oversampling_factor, init_rounds)

@@ -1,0 +1,114 @@
+"""The Lloyd iteration driver: one pass over the data per iteration, a final pass for labels.
+
+Each iteration maps :func:`lloyd_partials` over the row chunks, tree-reduces the partial sums, counts,
+inertia and farthest points, and turns them into new centres on the client. The first pass also brings the
+per-feature moments that set the tolerance, and every pass's inertia doubles as the NaN/inf check.
+Convergence follows scikit-learn: stop when the centres do not change at all, or when the summed squared
+centre shift is at most ``tol * mean(var(X, axis=0))``; ``max_iter`` bounds the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from ._init import check_finite_total
+from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, update_centers
+from ._passes import ChunkedRows, map_chunks, map_reduce
+
+logger = logging.getLogger("dask_kmeans")
+
+
+@dataclass
+class LloydResult:
+    """What one Lloyd run found. ``history`` has one dict per iteration."""
+
+    centers: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+    converged: bool
+    mean_variance: float | None
+    history: list[dict] = field(default_factory=list)
+
+
+def _lloyd_chunk(X, w, centers, n_farthest, with_moments, *, chunk):
+    return lloyd_partials(
+        X, w, centers, row_offset=chunk.row_offset, n_farthest=n_farthest, with_moments=with_moments
+    )
+
+
+def _label_chunk(X, w, centers, *, chunk):
+    return label_partials(X, w, centers)
+
+
+def lloyd(
+    data: ChunkedRows,
+    centers: np.ndarray,
+    *,
+    max_iter: int,
+    tol: float,
+    mean_variance: float | None = None,
+) -> LloydResult:
+    """Run Lloyd iterations from ``centers`` (float64, shape (k, d)).
+
+    ``mean_variance`` is ``mean(var(X, axis=0))``; when it is unknown and ``tol > 0`` the first pass
+    measures it. Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia.
+    """
+    n_clusters = centers.shape[0]
+    combine = partial(combine_lloyd_partials, n_farthest=n_clusters)
+    history = []
+    converged = False
+    started = time.perf_counter()
+    for iteration in range(max_iter):
+        need_moments = iteration == 0 and tol > 0 and mean_variance is None
+        stats = map_reduce(
+            data, _lloyd_chunk, combine, args=(centers, n_clusters - 1, need_moments)
+        )
+        check_finite_total(stats["inertia"], "inertia")
+        if need_moments:
+            moments = stats["moments"]
+            mean_variance = float(np.mean(moments["m2"] / moments["n"]))
+        new_centers, n_relocated = update_centers(stats, centers)
+        shift = float(((new_centers - centers) ** 2).sum())
+        unchanged = np.array_equal(new_centers, centers)
+        centers = new_centers
+        history.append(
+            {
+                "iteration": iteration + 1,
+                "inertia": stats["inertia"],
+                "center_shift": shift,
+                "n_relocated": n_relocated,
+                "elapsed": time.perf_counter() - started,
+            }
+        )
+        logger.info(
+            "Iteration %d: inertia %.6g, centre shift %.3g, %d relocated, %.2fs",
+            iteration + 1, stats["inertia"], shift, n_relocated, history[-1]["elapsed"],
+        )
+        if unchanged or shift <= tol * (mean_variance or 0.0):
+            converged = True
+            logger.info("Converged at iteration %d.", iteration + 1)
+            break
+    labels, inertia = final_labels(data, centers)
+    return LloydResult(
+        centers=centers,
+        labels=labels,
+        inertia=inertia,
+        n_iter=len(history),
+        converged=converged,
+        mean_variance=mean_variance,
+        history=history,
+    )
+
+
+def final_labels(data: ChunkedRows, centers: np.ndarray) -> tuple[np.ndarray, float]:
+    """One pass: every row's label and the total weighted inertia, from exact distances."""
+    parts = map_chunks(data, _label_chunk, args=(centers,))
+    inertia = float(np.sum([p[1] for p in parts]))
+    check_finite_total(inertia, "inertia")
+    return np.concatenate([p[0] for p in parts]), inertia

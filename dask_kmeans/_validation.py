@@ -1,0 +1,232 @@
+"""Input checks and coercion, done once at the boundary.
+
+Turns what users pass (numpy arrays, array-likes, dask arrays) into a 2-D float dask array whose columns
+sit in one chunk, and checks parameters against a declarative table. Errors say what is wrong and what to
+do about it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.system import CPU_COUNT
+
+# Rows of an in-memory array go into chunks of about this many bytes (a few per core on large data).
+_TARGET_CHUNK_BYTES = 32 * 2**20
+_MIN_CHUNK_ROWS = 4096
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted model is called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The fit found fewer distinct clusters than asked for, or did not converge."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parameters
+
+
+class Interval:
+    """A numeric range for a parameter; ``closed`` says which ends are included."""
+
+    def __init__(self, kind: type, left, right, closed: str = "both"):
+        self.kind, self.left, self.right, self.closed = kind, left, right, closed
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.kind is numbers.Integral and not isinstance(value, numbers.Integral):
+            return False
+        if not isinstance(value, numbers.Real):
+            return False
+        if self.left is not None:
+            if value < self.left or (value == self.left and self.closed in ("right", "neither")):
+                return False
+        if self.right is not None:
+            if value > self.right or (value == self.right and self.closed in ("left", "neither")):
+                return False
+        return True
+
+    def __str__(self) -> str:
+        kind = "an int" if self.kind is numbers.Integral else "a float"
+        lo = "-inf" if self.left is None else self.left
+        hi = "inf" if self.right is None else self.right
+        left_bracket = "[" if self.closed in ("left", "both") else "("
+        right_bracket = "]" if self.closed in ("right", "both") else ")"
+        return f"{kind} in the range {left_bracket}{lo}, {hi}{right_bracket}"
+
+
+class Options:
+    """One of a fixed set of values."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and value in self.values
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+class ArrayLike:
+    def accepts(self, value) -> bool:
+        return hasattr(value, "shape") or isinstance(value, (list, tuple))
+
+    def __str__(self) -> str:
+        return "an array-like of shape (n_clusters, n_features)"
+
+
+class RandomStateLike:
+    def accepts(self, value) -> bool:
+        return (
+            value is None
+            or (isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < 2**63)
+            or isinstance(value, (np.random.RandomState, np.random.Generator))
+        )
+
+    def __str__(self) -> str:
+        return "None, a non-negative int, a numpy RandomState or a numpy Generator"
+
+
+def validate_params(params: dict, constraints: dict) -> None:
+    """Raise a ValueError naming the parameter and every accepted form when a value fits none."""
+    for name, allowed in constraints.items():
+        value = params[name]
+        if not any(rule.accepts(value) for rule in allowed):
+            expected = " or ".join(str(rule) for rule in allowed)
+            raise ValueError(f"The {name!r} parameter must be {expected}. Got {value!r} instead.")
+
+
+def resolve_seed(random_state) -> int:
+    """An int seed from None (fresh entropy), an int, a RandomState or a Generator."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    return int(random_state)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data
+
+
+def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
+    if dtype.kind in "fiub":
+        return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    raise TypeError(
+        f"{what} has dtype {dtype}; K-means needs real numbers. Convert the data to float32 or float64 "
+        "(complex, object and string data are not supported)."
+    )
+
+
+def _check_2d(shape: tuple, what: str) -> None:
+    if len(shape) != 2:
+        hint = " Reshape your data with X.reshape(-1, 1) for a single feature." if len(shape) == 1 else ""
+        raise ValueError(f"Expected a 2-D {what} of shape (n_samples, n_features), got {len(shape)}-D.{hint}")
+
+
+def in_memory_row_chunks(n_samples: int, n_features: int, itemsize: int, n_cores: int) -> int:
+    """Rows per chunk for an in-memory array: about 32 MiB, and at least two chunks per core."""
+    rows = max(_MIN_CHUNK_ROWS, _TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
+    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n_samples // (2 * n_cores))))
+    return int(max(1, min(rows, n_samples)))
+
+
+def check_array(X, what: str = "X") -> np.ndarray | da.Array:
+    """``X`` as a 2-D float32/float64 array: numpy stays numpy, a dask array gets one column chunk.
+
+    Integer and boolean data become float64; complex, object and string data are refused.
+    """
+    if isinstance(X, da.Array):
+        _check_2d(X.shape, what)
+        if any(np.isnan(c) for c in X.chunks[0]):
+            raise ValueError(
+                f"{what} has unknown chunk sizes (from a filter or a dataframe conversion). "
+                "Call X.compute_chunk_sizes() or dataframe.to_dask_array(lengths=True) first."
+            )
+        dtype = _float_dtype(np.dtype(X.dtype), what)
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        return X.astype(dtype, copy=False)
+    X = np.asarray(X)
+    _check_2d(X.shape, what)
+    return np.ascontiguousarray(X, dtype=_float_dtype(X.dtype, what))
+
+
+def to_dask_array(X: np.ndarray | da.Array) -> da.Array:
+    """An in-memory array as a dask array with chunks of about 32 MiB; a dask array unchanged."""
+    if isinstance(X, da.Array):
+        return X
+    rows = in_memory_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize, CPU_COUNT)
+    return da.from_array(X, chunks=(rows, X.shape[1]))
+
+
+def check_n_samples(n_samples: int, n_features: int, n_clusters: int) -> None:
+    if n_samples == 0:
+        raise ValueError("Found an array with 0 samples; K-means needs at least one row of data.")
+    if n_features == 0:
+        raise ValueError("Found an array with 0 features; K-means needs at least one column.")
+    if n_samples < n_clusters:
+        raise ValueError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters}. "
+            "Ask for fewer clusters or give more data."
+        )
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | da.Array | None:
+    """Weights as a 1-D float64 array (numpy or dask, as given), checked for length, sign and NaN.
+
+    A dask array is checked in one small pass over the weights alone.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, da.Array):
+        w = sample_weight.astype(np.float64)
+        if w.shape != (n_samples,):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row.")
+        w_min, w_sum, finite = dask.compute(w.min(), w.sum(), da.isfinite(w).all())
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.ndim == 0:
+            w = np.full(n_samples, float(w))
+        if w.shape != (n_samples,):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row.")
+        w_min, w_sum, finite = w.min(), w.sum(), np.isfinite(w).all()
+    if not finite:
+        raise ValueError("sample_weight contains NaN or infinity; give every row a finite weight.")
+    if w_min < 0:
+        raise ValueError("sample_weight has negative values; weights must be >= 0.")
+    if w_sum <= 0:
+        raise ValueError("sample_weight sums to zero; at least one row needs a positive weight.")
+    return w
+
+
+def chunk_like_rows(w: np.ndarray | da.Array | None, X: da.Array) -> da.Array | None:
+    """Weights as a dask array with the same row chunks as ``X``."""
+    if w is None:
+        return None
+    if isinstance(w, da.Array):
+        return w.rechunk((X.chunks[0],))
+    return da.from_array(w, chunks=(X.chunks[0],))
+
+
+def as_init_array(init, n_clusters: int, n_features: int, dtype: np.dtype) -> np.ndarray:
+    centers = np.asarray(init)
+    if centers.dtype.kind not in "fiu":
+        raise TypeError(f"The init array has dtype {centers.dtype}; it must hold real numbers.")
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(
+            f"The init array has shape {centers.shape}; it must be (n_clusters, n_features) = "
+            f"({n_clusters}, {n_features})."
+        )
+    if not np.isfinite(centers).all():
+        raise ValueError("The init array contains NaN or infinity.")
+    return centers.astype(dtype)

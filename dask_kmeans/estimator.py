@@ -1,0 +1,425 @@
+"""``KMeans``: the scikit-learn-style estimator over the dask engine."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import numbers
+import sys
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ._init import initial_centers
+from ._kernels import label_partials, nearest_center
+from ._lloyd import logger, lloyd
+from ._passes import ChunkedRows, map_reduce
+from ._threads import blas_threads_for_dask
+from ._validation import (
+    ArrayLike,
+    ConvergenceWarning,
+    Interval,
+    NotFittedError,
+    Options,
+    RandomStateLike,
+    as_init_array,
+    check_array,
+    check_n_samples,
+    check_sample_weight,
+    chunk_like_rows,
+    resolve_seed,
+    to_dask_array,
+    validate_params,
+)
+
+_INITS = ("k-means||", "k-means++", "random")
+
+
+class KMeans:
+    """K-means clustering (Lloyd's algorithm) on data that need not fit in memory.
+
+    The data may be a numpy array or a chunked ``dask.array``; it is never gathered in one place. Each
+    iteration is one pass over the data: every chunk computes partial weighted sums, counts and inertia
+    for the current centres, the partials are added up in a tree, and the client computes the new centres.
+    Tasks run on the current dask scheduler: the local threaded scheduler by default, or a
+    ``distributed.Client``'s cluster when one is active.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters (centres) to find.
+    init : {"k-means||", "k-means++", "random"} or array-like of shape (n_clusters, n_features), \
+default="k-means||"
+        How to choose the initial centres.
+
+        - "k-means||": scalable k-means++ (Bahmani et al. 2012). The first centre is a random row; each of
+          ``init_rounds`` passes samples about ``oversampling_factor * n_clusters`` candidates with
+          probability proportional to their squared distance to the candidates so far; one more pass
+          weights each candidate by the rows nearest to it, and weighted k-means++ on the client reduces
+          them to ``n_clusters``. Costs ``init_rounds + 1`` passes.
+        - "k-means++": greedy k-means++ in memory for a numpy array (as scikit-learn). On a dask array it
+          is plain k-means++ (one D^2-weighted draw per centre) and costs ``n_clusters - 1`` passes over
+          the data: prefer "k-means||" for large dask arrays.
+        - "random": ``n_clusters`` distinct rows drawn at random (by weight, if given).
+        - an array: the initial centres themselves.
+    n_init : "auto" or int, default="auto"
+        How many initialisations to run; the fit with the lowest inertia is kept. "auto" means 1 for
+        "k-means||", "k-means++" and an array, and 10 for "random".
+    max_iter : int, default=300
+        Maximum number of Lloyd iterations of one run.
+    tol : float, default=1e-4
+        Relative tolerance: a run stops when the summed squared movement of the centres is at most
+        ``tol * mean(var(X, axis=0))`` (as in scikit-learn). A run also stops when the centres do not
+        change at all.
+    random_state : int, numpy RandomState or Generator, or None, default=None
+        Seeds the initialisation. With the same data, chunking and seed, the centres are bitwise
+        identical on every scheduler and number of workers.
+    oversampling_factor : float, default=2.0
+        k-means|| samples about ``oversampling_factor * n_clusters`` candidates per round.
+    init_rounds : int, default=5
+        Number of k-means|| sampling rounds (passes over the data).
+    verbose : int, default=0
+        With ``verbose > 0``, log each iteration (inertia, centre shift, elapsed time) through the
+        ``logging`` logger "dask_kmeans" at INFO level; a stderr handler is added if none is configured.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The centres, in the dtype of the data (float32 or float64).
+    labels_ : ndarray of shape (n_samples,), dtype int32
+        The cluster of each training row, from the final centres (equal to ``predict(X)``).
+    inertia_ : float
+        Sum of the weighted squared distances of the rows to their nearest centre.
+    n_iter_ : int
+        Number of Lloyd iterations of the kept run.
+    converged_ : bool
+        Whether the kept run met the tolerance before ``max_iter``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    history_ : list of dict
+        One dict per iteration of the kept run: ``iteration``, ``inertia`` (of the centres at the start
+        of the iteration), ``center_shift`` (summed squared movement), ``n_relocated`` (empty clusters
+        moved to far points) and ``elapsed`` seconds. ``pandas.DataFrame(history_)`` makes a table.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : The in-memory estimator this one follows.
+
+    Notes
+    -----
+    A fit reads the data ``init passes + n_iter_ + 1`` times: the last pass computes ``labels_`` and
+    ``inertia_`` for the final centres. The first Lloyd pass also measures the feature variances for
+    ``tol``, and every pass checks for NaN and infinity through its inertia. Sums and inertia accumulate
+    in float64 whatever the data's dtype. An empty cluster is moved to the row farthest from its centre,
+    found in the same pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dask_kmeans import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, init=np.array([[0, 0], [12, 3]])).fit(X)
+    >>> km.cluster_centers_
+    array([[ 1.,  2.],
+           [10.,  2.]])
+    >>> km.labels_
+    array([0, 0, 0, 1, 1, 1], dtype=int32)
+    >>> km.inertia_
+    16.0
+    >>> km.predict([[0, 0], [12, 3]])
+    array([0, 1], dtype=int32)
+
+    A dask array gives lazy results:
+
+    >>> import dask.array as da
+    >>> labels = km.predict(da.from_array(X, chunks=(3, 2)))
+    >>> labels.compute()
+    array([0, 0, 0, 1, 1, 1], dtype=int32)
+    """
+
+    _parameter_constraints = {
+        "n_clusters": [Interval(numbers.Integral, 1, None)],
+        "init": [Options(*_INITS), ArrayLike()],
+        "n_init": [Options("auto"), Interval(numbers.Integral, 1, None)],
+        "max_iter": [Interval(numbers.Integral, 1, None)],
+        "tol": [Interval(numbers.Real, 0, None)],
+        "random_state": [RandomStateLike()],
+        "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
+        "init_rounds": [Interval(numbers.Integral, 1, None)],
+        "verbose": [Interval(numbers.Integral, 0, None)],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init="k-means||",
+        n_init="auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state=None,
+        oversampling_factor: float = 2.0,
+        init_rounds: int = 5,
+        verbose: int = 0,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------------------
+    # scikit-learn's parameter protocol
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters of this estimator, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> KMeans:
+        """Set parameters by name; returns the estimator."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = []
+        for name, value in self.get_params().items():
+            default = defaults[name]
+            same = value is default or (
+                not hasattr(value, "shape") and not hasattr(default, "shape") and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        # Called by scikit-learn only (Pipeline, GridSearchCV, clone), so scikit-learn is importable here.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+            input_tags=InputTags(),
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Fitting
+
+    def _resolved_n_init(self) -> int:
+        if not isinstance(self.init, str):
+            if self.n_init not in ("auto", 1):
+                warnings.warn(
+                    f"Explicit initial centres given: running one initialisation, not n_init={self.n_init}.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return 1
+        if self.n_init == "auto":
+            return 10 if self.init == "random" else 1
+        return int(self.n_init)
+
+    def fit(self, X, y=None, sample_weight=None) -> KMeans:
+        """Compute the K-means clustering.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            Training data. Integer and boolean data are converted to float64; float32 stays float32.
+        y : ignored
+            Present for scikit-learn API consistency.
+        sample_weight : array-like or dask array of shape (n_samples,), default=None
+            Non-negative weight of each row in the centres, the inertia and the initialisation.
+            Integer weights give the same result as repeating rows.
+
+        Returns
+        -------
+        self : KMeans
+            The fitted estimator.
+        """
+        validate_params(self.get_params(), self._parameter_constraints)
+        X = check_array(X)
+        n_samples, n_features = X.shape
+        check_n_samples(n_samples, n_features, self.n_clusters)
+        init = self.init
+        if not isinstance(init, str):
+            init = as_init_array(init, self.n_clusters, n_features, X.dtype)
+        weights = check_sample_weight(sample_weight, n_samples)
+        n_init = self._resolved_n_init()
+        seeds = np.random.default_rng(resolve_seed(self.random_state)).integers(0, 2**63 - 1, size=n_init)
+
+        X_dask = to_dask_array(X)
+        data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
+        if not isinstance(X, da.Array):
+            # In-memory input goes to the workers once, not with every pass's graph.
+            data = ChunkedRows(*dask.persist(data.X, data.weights))
+
+        best, mean_variance = None, None
+        with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
+            for run, seed in enumerate(seeds):
+                centers = initial_centers(
+                    data,
+                    self.n_clusters,
+                    init,
+                    int(seed),
+                    oversampling_factor=self.oversampling_factor,
+                    init_rounds=self.init_rounds,
+                    in_memory=None if isinstance(X, da.Array) else X,
+                    in_memory_weights=weights if isinstance(weights, np.ndarray) else None,
+                )
+                result = lloyd(
+                    data, centers, max_iter=self.max_iter, tol=self.tol, mean_variance=mean_variance
+                )
+                mean_variance = result.mean_variance
+                logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, n_init,
+                            result.inertia, result.n_iter)
+                if best is None or result.inertia < best.inertia:
+                    best = result
+
+        n_distinct = len(np.unique(best.labels))
+        if n_distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.cluster_centers_ = best.centers.astype(X.dtype)
+        self.labels_ = best.labels
+        self.inertia_ = best.inertia
+        self.n_iter_ = best.n_iter
+        self.converged_ = best.converged
+        self.history_ = best.history
+        self.n_features_in_ = n_features
+        return self
+
+    # ------------------------------------------------------------------------------------------------
+    # Using a fitted model
+
+    def _check_fitted_input(self, X):
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X, self.cluster_centers_.astype(X.dtype)
+
+    def predict(self, X):
+        """The nearest centre of each row.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,), dtype int32
+            Lazy (a dask array) when ``X`` is a dask array.
+        """
+        X, centers = self._check_fitted_input(X)
+        if isinstance(X, da.Array):
+            return X.map_blocks(_predict_block, centers, dtype=np.int32, drop_axis=1)
+        return nearest_center(X, centers)[0]
+
+    def transform(self, X):
+        """Euclidean distance of each row to every centre.
+
+        Returns
+        -------
+        distances : ndarray or dask array of shape (n_samples, n_clusters)
+            Lazy (a dask array) when ``X`` is a dask array.
+        """
+        X, centers = self._check_fitted_input(X)
+        if isinstance(X, da.Array):
+            return X.map_blocks(
+                _distances_block, centers, dtype=X.dtype, chunks=(X.chunks[0], (len(centers),))
+            )
+        return _distances_block(X, centers)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_`` (as a dask array chunked like ``X`` when ``X`` is one)."""
+        labels = self.fit(X, sample_weight=sample_weight).labels_
+        if isinstance(X, da.Array):
+            return da.from_array(labels, chunks=(X.chunks[0],))
+        return labels
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of ``X`` to the centres (see :meth:`transform`)."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Opposite of the weighted inertia of ``X`` with respect to the centres (higher is better)."""
+        X, centers = self._check_fitted_input(X)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        if not isinstance(X, da.Array) and not isinstance(weights, da.Array):
+            return -label_partials(X, weights, centers)[1]
+        X_dask = to_dask_array(X)
+        data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
+        with blas_threads_for_dask():
+            return -map_reduce(data, _inertia_chunk, _sum_floats, args=(centers,))
+
+
+def _predict_block(X, centers):
+    return nearest_center(X, centers)[0]
+
+
+def _distances_block(X, centers):
+    center_sq = np.einsum("ij,ij->i", centers, centers)
+    sq = np.einsum("ij,ij->i", X, X)[:, None] - 2 * (X @ centers.T) + center_sq[None, :]
+    return np.sqrt(np.maximum(sq, 0, out=sq))
+
+
+def _inertia_chunk(X, w, centers, *, chunk):
+    return label_partials(X, w, centers)[1]
+
+
+def _sum_floats(parts: list) -> float:
+    return float(np.sum(parts))
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int):
+    """With ``verbose``, show the "dask_kmeans" INFO logs on stderr unless logging is configured."""
+    if not verbose:
+        yield
+        return
+    handler = None
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+        if handler is not None:
+            logger.removeHandler(handler)
