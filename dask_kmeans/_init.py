@@ -9,7 +9,7 @@ them):
 
 - ``random``: none (rows are picked by index); with sample weights one pass over the weights alone.
 - ``k-means++`` on an in-memory array: none through dask (greedy k-means++ in memory, as scikit-learn).
-- ``k-means++`` on a dask array: ``k - 1`` passes (one D^2 draw per pass).
+- ``k-means++`` on a dask array: ``k`` passes (greedy, the trials of one centre drawn per pass).
 - ``k-means||``: ``init_rounds + 1`` passes (the rounds, then one to weight the candidates).
 """
 
@@ -114,41 +114,82 @@ def kmeans_plusplus(
 
 
 # ----------------------------------------------------------------------------------------------------
-# k-means++ on a dask array: one D^2 draw per pass, the distance to the nearest centre kept per chunk
+# k-means++ on a dask array: greedy, one pass per centre
+#
+# Pass p gets the centre chosen after pass p-1 and the trial candidates drawn in pass p-1. It folds the
+# chosen centre into each row's distance to its nearest centre (kept per chunk between passes), computes
+# the potential each trial would leave, and, for every trial, draws the next trials as if that trial won
+# (one exponential race per draw). The client then keeps the best trial and its draws.
 
 
-def _plusplus_chunk(X, w, last_center, seed, step, *, chunk, state=None):
-    _, d2 = nearest_center(X, last_center[None, :])
-    if state is not None:
-        np.minimum(d2, state, out=d2)
-    u = chunk_rng(seed, _STREAM_PLUSPLUS, step, chunk.index).random(d2.shape[0])
-    wd2 = d2 if w is None else w * d2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        keys = np.log(u) / wd2
-    best = int(np.argmax(keys)) if len(keys) else 0
-    partial_ = {"potential": float(wd2.sum()), "key": keys[best] if len(keys) else -np.inf}
-    partial_["index"] = chunk.row_offset + best
-    partial_["row"] = np.asarray(X[best], dtype=np.float64) if len(keys) else None
-    return d2, partial_
+def _plusplus_chunk(X, w, chosen, trials, n_draws, seed, step, *, chunk, state=None):
+    n = X.shape[0]
+    w = np.ones(n) if w is None else w
+    d2 = state
+    if len(chosen):
+        _, d_chosen = nearest_center(X, chosen)
+        d2 = d_chosen if d2 is None else np.minimum(d2, d_chosen)
+    trial_d2 = d2[None, :] if len(trials) == 0 else np.minimum(d2[None, :], _sq_distances(trials, X))
+    weighted = trial_d2 * w
+    log_u = np.log(chunk_rng(seed, _STREAM_PLUSPLUS, step, chunk.index).random((n_draws, n)))
+    best_index = np.zeros((len(weighted), n_draws), dtype=np.int64)
+    best_key = np.full((len(weighted), n_draws), -np.inf)
+    if n:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for t, wd in enumerate(weighted):
+                keys = log_u / wd  # exponential race: the row with the largest key is a D^2 draw
+                keys[np.isnan(keys)] = -np.inf
+                best_index[t] = keys.argmax(axis=1)
+                best_key[t] = keys[np.arange(n_draws), best_index[t]]
+    return d2, {
+        "potentials": weighted.sum(axis=1),
+        "key": best_key,
+        "index": best_index + chunk.row_offset,
+        "rows": X[best_index].astype(np.float64) if n else np.zeros(best_index.shape + X.shape[1:]),
+    }
 
 
 def _combine_plusplus(parts: list[dict]) -> dict:
-    best = max(parts, key=lambda p: (p["key"], -p["index"]))
-    return {**best, "potential": float(np.sum([p["potential"] for p in parts]))}
+    key = np.stack([p["key"] for p in parts])  # (parts, trials, draws)
+    index = np.stack([p["index"] for p in parts])
+    rows = np.stack([p["rows"] for p in parts])  # (parts, trials, draws, features)
+    # Largest key wins; ties go to the smaller row index, so the chunking does not matter.
+    winner = np.lexsort((index, -key), axis=0)[0]
+    trial, draw = np.indices(winner.shape)
+    return {
+        "potentials": np.sum([p["potentials"] for p in parts], axis=0),
+        "key": key[winner, trial, draw],
+        "index": index[winner, trial, draw],
+        "rows": rows[winner, trial, draw],
+    }
 
 
 def kmeans_plusplus_dask(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
-    """Plain (not greedy) k-means++ over a dask array: ``n_clusters - 1`` passes."""
-    first = draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)
-    centers = [data.rows(first)[0].astype(np.float64)]
-    state = None
-    for step in range(1, n_clusters):
+    """Greedy k-means++ over a dask array in ``n_clusters`` passes (the same draws as in memory).
+
+    Each new centre is the best, by potential, of ``2 + log(k)`` trials drawn with probability
+    proportional to ``weight * D(x)^2``.
+    """
+    n_draws = 2 + int(np.log(n_clusters))
+    first = data.rows(draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)).astype(np.float64)
+    if n_clusters == 1:
+        return first
+    centers, chosen, trials, state = [first[0]], first, np.empty((0, data.n_features)), None
+    for step in range(n_clusters):
         result, state = map_reduce(
-            data, _plusplus_chunk, _combine_plusplus, args=(centers[-1], seed, step), state=state,
-            keep_state=True,
+            data, _plusplus_chunk, _combine_plusplus, args=(chosen, trials, n_draws, seed, step),
+            state=state, keep_state=True,
         )
-        check_finite_total(result["potential"], "k-means++ potential")
-        centers.append(result["row"])
+        check_finite_total(float(result["potentials"].min()), "k-means++ potential")
+        best = int(np.argmin(result["potentials"]))
+        if len(trials):
+            centers.append(trials[best])
+            chosen = trials[best][None, :]
+        else:
+            chosen = np.empty((0, data.n_features))
+        if len(centers) == n_clusters:
+            break
+        trials = result["rows"][best]
     return np.array(centers)
 
 

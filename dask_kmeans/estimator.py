@@ -60,9 +60,9 @@ default="k-means||"
           probability proportional to their squared distance to the candidates so far; one more pass
           weights each candidate by the rows nearest to it, and weighted k-means++ on the client reduces
           them to ``n_clusters``. Costs ``init_rounds + 1`` passes.
-        - "k-means++": greedy k-means++ in memory for a numpy array (as scikit-learn). On a dask array it
-          is plain k-means++ (one D^2-weighted draw per centre) and costs ``n_clusters - 1`` passes over
-          the data: prefer "k-means||" for large dask arrays.
+        - "k-means++": greedy k-means++ (each centre the best of ``2 + log(k)`` D^2-weighted draws), in
+          memory for a numpy array as in scikit-learn. On a dask array it costs ``n_clusters`` passes
+          over the data: prefer "k-means||" for large dask arrays.
         - "random": ``n_clusters`` distinct rows drawn at random (by weight, if given).
         - an array: the initial centres themselves.
     n_init : "auto" or int, default="auto"

@@ -1,0 +1,65 @@
+"""Count the passes over the data: one per iteration, one final pass, and the stated init passes."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from dask_kmeans import KMeans
+
+from .conftest import CountingArray, make_blobs, pick_rows
+
+N, D, K, CHUNK = 6000, 4, 5, 1000
+N_CHUNKS = N // CHUNK
+
+
+@pytest.fixture
+def source():
+    X, _ = make_blobs(N, D, K, std=3.0, seed=11)
+    return CountingArray(X)
+
+
+def _fit(source, **params):
+    return KMeans(K, **params).fit(da.from_array(source, chunks=(CHUNK, D)))
+
+
+def test_lloyd_reads_each_chunk_once_per_iteration_plus_final_pass(source):
+    km = _fit(source, init=pick_rows(source.data, K), max_iter=7, tol=0)
+    assert km.n_iter_ == 7
+    assert dict(source.reads) == {start: km.n_iter_ + 1 for start in range(0, N, CHUNK)}
+
+
+def test_convergence_check_and_variance_need_no_extra_pass(source):
+    km = _fit(source, init=pick_rows(source.data, K), tol=1e-3)
+    assert km.converged_ and km.n_iter_ < 300
+    assert dict(source.reads) == {start: km.n_iter_ + 1 for start in range(0, N, CHUNK)}
+
+
+@pytest.mark.parametrize("init_rounds", [1, 3, 5])
+def test_kmeans_parallel_uses_init_rounds_plus_one_passes(source, init_rounds):
+    km = _fit(source, init="k-means||", init_rounds=init_rounds, random_state=0, max_iter=4, tol=0)
+    lloyd_reads = km.n_iter_ + 1
+    init_reads = sum(source.reads.values()) - N_CHUNKS * lloyd_reads
+    # init_rounds sampling passes, one weighting pass, and the one chunk holding the first centre.
+    assert init_reads == N_CHUNKS * (init_rounds + 1) + 1
+    assert init_reads <= N_CHUNKS * (init_rounds + 2)
+
+
+def test_random_init_reads_only_the_chunks_holding_the_rows(source):
+    km = _fit(source, init="random", n_init=1, random_state=0, max_iter=3, tol=0)
+    init_reads = sum(source.reads.values()) - N_CHUNKS * (km.n_iter_ + 1)
+    assert 1 <= init_reads <= K
+
+
+def test_kmeans_plusplus_on_dask_costs_one_pass_per_centre(source):
+    km = _fit(source, init="k-means++", random_state=0, max_iter=3, tol=0)
+    init_reads = sum(source.reads.values()) - N_CHUNKS * (km.n_iter_ + 1)
+    assert init_reads == N_CHUNKS * K + 1
+
+
+def test_predict_on_dask_is_lazy_and_reads_once(source):
+    X = da.from_array(source, chunks=(CHUNK, D))
+    km = KMeans(K, init=pick_rows(source.data, K), max_iter=2).fit(source.data)
+    labels = km.predict(X)
+    assert isinstance(labels, da.Array) and not source.reads
+    np.testing.assert_array_equal(labels.compute(), km.predict(source.data))
+    assert dict(source.reads) == {start: 1 for start in range(0, N, CHUNK)}
