@@ -164,8 +164,10 @@ def farthest_points(
     if n_keep == 0:
         candidates = candidates[:0]
     elif n_keep < len(candidates):
-        top = np.argpartition(sq_dist[candidates], len(candidates) - n_keep)[-n_keep:]
-        candidates = candidates[top]
+        # Keep every row tied with the n_keep-th farthest, so the sort below decides ties by index.
+        cut = len(candidates) - n_keep
+        threshold = np.partition(sq_dist[candidates], cut)[cut]
+        candidates = candidates[sq_dist[candidates] >= threshold]
     return _sorted_farthest(
         {
             "sq_dist": sq_dist[candidates],

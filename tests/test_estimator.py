@@ -1,0 +1,152 @@
+"""The scikit-learn contract: parameters, fitted attributes, outputs, pipelines, pickling, errors."""
+
+import logging
+import pickle
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from dask_kmeans import KMeans, NotFittedError
+
+from .conftest import make_blobs, pick_rows
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_blobs(3000, 4, 5, std=1.5, seed=71)[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    return KMeans(5, random_state=0).fit(X)
+
+
+def test_params_round_trip_and_clone():
+    km = KMeans(3, init="random", n_init=4, max_iter=50, tol=1e-3, random_state=5, oversampling_factor=3.0,
+                init_rounds=2, verbose=0)
+    params = km.get_params()
+    assert params["n_clusters"] == 3 and params["init"] == "random" and params["init_rounds"] == 2
+    assert clone(km).get_params() == params
+    assert km.set_params(n_clusters=4) is km and km.n_clusters == 4
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
+        km.set_params(bogus=1)
+    assert repr(KMeans(3, random_state=0)) == "KMeans(n_clusters=3, random_state=0)"
+
+
+def test_fitted_attributes(X, fitted):
+    assert fitted.cluster_centers_.shape == (5, 4) and fitted.cluster_centers_.dtype == np.float64
+    assert fitted.labels_.shape == (len(X),) and fitted.labels_.dtype == np.int32
+    assert fitted.n_features_in_ == 4
+    assert isinstance(fitted.inertia_, float) and fitted.inertia_ > 0
+    assert len(fitted.history_) == fitted.n_iter_ and fitted.converged_
+    inertias = [h["inertia"] for h in fitted.history_]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:]))  # Lloyd never goes up
+    assert fitted.inertia_ <= inertias[-1] * (1 + 1e-12)
+
+
+def test_outputs_agree_with_each_other(X, fitted):
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+    distances = fitted.transform(X)
+    expected = np.sqrt(((X[:, None, :] - fitted.cluster_centers_[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(distances, expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(distances.argmin(1), fitted.labels_)
+    np.testing.assert_allclose(fitted.score(X), -fitted.inertia_, rtol=1e-12)
+    np.testing.assert_allclose((distances.min(1) ** 2).sum(), fitted.inertia_, rtol=1e-9)
+
+
+def test_dask_input_gives_lazy_outputs(X, fitted):
+    Xd = da.from_array(X, chunks=(700, 4))
+    labels, distances = fitted.predict(Xd), fitted.transform(Xd)
+    assert isinstance(labels, da.Array) and isinstance(distances, da.Array)
+    assert labels.chunks[0] == Xd.chunks[0] and distances.chunks == (Xd.chunks[0], (5,))
+    np.testing.assert_array_equal(labels.compute(), fitted.labels_)
+    np.testing.assert_allclose(distances.compute(), fitted.transform(X))
+    np.testing.assert_allclose(fitted.score(Xd), fitted.score(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+def test_fit_predict_and_fit_transform(X, as_dask):
+    X_in = da.from_array(X, chunks=(700, 4)) if as_dask else X
+    km = KMeans(5, random_state=1)
+    labels = km.fit_predict(X_in)
+    assert isinstance(labels, da.Array) == as_dask
+    np.testing.assert_array_equal(np.asarray(labels), km.labels_)
+    distances = KMeans(5, random_state=1).fit_transform(X_in)
+    np.testing.assert_allclose(np.asarray(distances), km.transform(X))
+
+
+def test_float32_stays_float32(X):
+    X32 = X.astype(np.float32)
+    km = KMeans(5, random_state=0).fit(da.from_array(X32, chunks=(1000, 4)))
+    assert km.cluster_centers_.dtype == np.float32
+    assert km.transform(X32).dtype == np.float32
+    ref = KMeans(5, init=km.cluster_centers_.astype(np.float64), max_iter=1).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_integer_input_becomes_float64():
+    X = np.array([[0, 0], [0, 1], [10, 10], [10, 11]])
+    km = KMeans(2, init=np.array([[0, 0], [10, 10]])).fit(X)
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(km.cluster_centers_, [[0, 0.5], [10, 10.5]])
+
+
+def test_pipeline_and_grid_search(X):
+    pipe = Pipeline([("scale", StandardScaler()), ("kmeans", KMeans(5, random_state=0))]).fit(X)
+    assert pipe.predict(X).shape == (len(X),)
+    assert pipe.transform(X).shape == (len(X), 5)
+    search = GridSearchCV(KMeans(random_state=0), {"n_clusters": [2, 5]}, cv=3).fit(X)
+    assert search.best_params_ == {"n_clusters": 5}  # score is minus the inertia: more clusters win
+
+
+def test_pickle_holds_no_task_graph(X, fitted):
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X), fitted.labels_)
+    allowed = (np.ndarray, int, float, bool, str, list, type(None))
+    for name, value in vars(fitted).items():
+        assert isinstance(value, allowed), (name, type(value))
+    km = KMeans(5, random_state=0).fit(da.from_array(X, chunks=(700, 4)))
+    for value in vars(km).values():
+        assert not isinstance(value, da.Array)
+
+
+def test_verbose_logs_each_iteration(X, caplog):
+    with caplog.at_level(logging.INFO, logger="dask_kmeans"):
+        km = KMeans(5, init=pick_rows(X, 5), max_iter=3, tol=0, verbose=1).fit(X)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Iteration")]
+    assert len(lines) == km.n_iter_ == 3
+
+
+def test_errors_say_what_to_do(X, fitted):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        KMeans(3).predict(X)
+    with pytest.raises(ValueError, match="X has 3 features, but KMeans is expecting 4"):
+        fitted.predict(X[:, :3])
+    with pytest.raises(ValueError, match="'k-means\\|\\|', 'k-means\\+\\+', 'random'"):
+        KMeans(3, init="kmeans").fit(X)
+    with pytest.raises(ValueError, match="n_clusters"):
+        KMeans(0).fit(X)
+    with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=5"):
+        KMeans(5).fit(X[:3])
+    with pytest.raises(ValueError, match="shape \\(2, 4\\); it must be \\(n_clusters, n_features\\)"):
+        KMeans(3, init=X[:2]).fit(X)
+    with pytest.raises(ValueError, match="Expected a 2-D X"):
+        KMeans(3).fit(X[:, 0])
+    with pytest.raises(TypeError, match="complex"):
+        KMeans(2).fit(X.astype(complex))
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        KMeans(2).fit(X, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        X_bad = X.copy()
+        X_bad[10, 2] = np.nan
+        KMeans(2, random_state=0).fit(X_bad)
+
+
+def test_explicit_init_with_n_init_warns(X):
+    with pytest.warns(RuntimeWarning, match="one initialisation"):
+        KMeans(5, init=pick_rows(X, 5), n_init=3).fit(X)

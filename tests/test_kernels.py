@@ -1,0 +1,90 @@
+"""The per-chunk numpy kernel on its own: against brute force, and additive across any split of rows."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from dask_kmeans._kernels import (
+    combine_lloyd_partials,
+    combine_moments,
+    feature_moments,
+    lloyd_partials,
+    nearest_center,
+    sub_block_rows,
+    update_centers,
+)
+
+
+def _data(n=5000, d=7, k=9, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(dtype) * 3, rng.standard_normal((k, d)) * 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nearest_center_matches_brute_force(dtype):
+    X, C = _data(n=3 * sub_block_rows(9) + 17, dtype=dtype)  # several sub-blocks and a ragged end
+    labels, sq_dist = nearest_center(X, C)
+    exact = ((X.astype(np.float64)[:, None] - C[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, exact.argmin(1))
+    np.testing.assert_allclose(sq_dist, exact.min(1), rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4)
+    assert labels.dtype == np.int32 and sq_dist.dtype == np.float64
+
+
+def test_partials_add_up_across_any_split():
+    X, C = _data()
+    w = np.random.default_rng(1).uniform(0, 2, len(X))
+    whole = lloyd_partials(X, w, C, n_farthest=4, with_moments=True)
+    cuts = [0, 1, 777, 778, 3000, 5000]
+    parts = [
+        lloyd_partials(X[a:b], w[a:b], C, row_offset=a, n_farthest=4, with_moments=True)
+        for a, b in zip(cuts, cuts[1:])
+    ]
+    # Combine in a tree of two levels, as the driver does.
+    combine = partial(combine_lloyd_partials, n_farthest=4)
+    total = combine([combine(parts[:2]), combine(parts[2:])])
+    np.testing.assert_allclose(total["sums"], whole["sums"], rtol=1e-12)
+    np.testing.assert_allclose(total["counts"], whole["counts"], rtol=1e-12)
+    np.testing.assert_allclose(total["inertia"], whole["inertia"], rtol=1e-12)
+    for key in ("index", "labels", "sq_dist"):
+        np.testing.assert_array_equal(total["farthest"][key], whole["farthest"][key])
+    np.testing.assert_allclose(total["moments"]["mean"], X.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(total["moments"]["m2"] / total["moments"]["n"], X.var(0), rtol=1e-12)
+
+
+def test_partials_against_direct_formulas():
+    X, C = _data(n=2000)
+    w = np.random.default_rng(2).uniform(0, 2, len(X))
+    p = lloyd_partials(X, w, C, n_farthest=3)
+    labels = ((X[:, None] - C[None]) ** 2).sum(-1).argmin(1)
+    for j in range(len(C)):
+        np.testing.assert_allclose(p["sums"][j], (w[labels == j, None] * X[labels == j]).sum(0), rtol=1e-10)
+        np.testing.assert_allclose(p["counts"][j], w[labels == j].sum(), rtol=1e-12)
+    d2 = ((X - C[labels]) ** 2).sum(1)
+    np.testing.assert_allclose(p["inertia"], (w * d2).sum(), rtol=1e-9)
+    np.testing.assert_array_equal(p["farthest"]["index"], np.argsort(-d2, kind="stable")[:3])
+
+
+def test_farthest_ties_go_to_the_lower_row_index():
+    X = np.array([[0.0], [2.0], [-2.0], [0.0]])
+    p = lloyd_partials(X, None, np.array([[0.0]]), n_farthest=1)
+    assert p["farthest"]["index"].tolist() == [1]
+
+
+def test_moments_of_an_empty_chunk_are_neutral():
+    X, _ = _data(n=100)
+    combined = combine_moments([feature_moments(X[:0]), feature_moments(X), feature_moments(X[:0])])
+    np.testing.assert_allclose(combined["m2"] / combined["n"], X.var(0), rtol=1e-12)
+
+
+def test_update_keeps_the_old_centre_of_a_cluster_left_empty():
+    C = np.array([[0.0], [5.0], [9.0]])
+    partials = {
+        "sums": np.array([[2.0], [0.0], [0.0]]),
+        "counts": np.array([2.0, 0.0, 0.0]),
+        "farthest": {key: np.empty((0,) + shape) for key, shape in
+                     [("sq_dist", ()), ("index", ()), ("rows", (1,)), ("weights", ()), ("labels", ())]},
+    }
+    centers, n_relocated = update_centers(partials, C)
+    np.testing.assert_array_equal(centers, [[1.0], [5.0], [9.0]])
+    assert n_relocated == 0
