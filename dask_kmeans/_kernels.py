@@ -14,22 +14,31 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-# Target size in bytes of one (rows x k) distance block: about half of a 1 MiB L2 cache.
-_DISTANCE_BLOCK_BYTES = 1 << 19
+# Rows per sub-block: 8192 measured fastest for k from 4 to 64 (fewer numpy calls per row, the block
+# still in L2/L3); fewer rows for large k so that the (rows x k) block stays within 4 MiB.
+_SUB_BLOCK_ROWS = 8192
+_DISTANCE_BLOCK_BYTES = 4 << 20
 
 
 def sub_block_rows(n_clusters: int, itemsize: int = 8) -> int:
     """Rows per sub-block so that the distance block stays in cache."""
     rows = _DISTANCE_BLOCK_BYTES // max(1, n_clusters * itemsize)
-    return int(min(8192, max(256, rows)))
+    return int(min(_SUB_BLOCK_ROWS, max(256, rows)))
 
 
-def _distance_operands(centers: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``-2 C^T`` and ``||c||^2`` in the data's dtype, so the GEMM runs in that precision."""
+def _distance_operands(
+    centers: np.ndarray, dtype: np.dtype, augmented: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``-2 C^T`` and ``||c||^2`` in the data's dtype, so the GEMM runs in that precision.
+
+    ``augmented`` stacks ``||c||^2`` under ``-2 C^T`` as one more row, for rows with a trailing 1.
+    """
     centers64 = np.asarray(centers, dtype=np.float64)
-    neg2_ct = np.ascontiguousarray((-2.0 * centers64).T, dtype=dtype)
-    center_sq = np.einsum("ij,ij->i", centers64, centers64).astype(dtype)
-    return neg2_ct, center_sq
+    center_sq = np.einsum("ij,ij->i", centers64, centers64)
+    neg2_ct = (-2.0 * centers64).T
+    if augmented:
+        neg2_ct = np.vstack([neg2_ct, center_sq[None, :]])
+    return np.ascontiguousarray(neg2_ct, dtype=dtype), center_sq.astype(dtype)
 
 
 def nearest_center(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -39,24 +48,33 @@ def nearest_center(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.n
     comes from the GEMM expansion, so it carries a rounding error of order ``eps * (|x|^2 + |c|^2)``; it is
     clipped at zero.
     """
-    n = X.shape[0]
+    n, d = X.shape
     k = centers.shape[0]
-    neg2_ct, center_sq = _distance_operands(centers, X.dtype)
+    # With many more centres than features, copying each row block next to a column of ones and letting
+    # the GEMM add ||c||^2 is cheaper than adding it to the (rows x k) block afterwards.
+    augmented = k >= 2 * d
+    operand, center_sq = _distance_operands(centers, X.dtype, augmented)
     labels = np.empty(n, dtype=np.int32)
     sq_dist = np.empty(n, dtype=np.float64)
-    rows = sub_block_rows(k, X.dtype.itemsize)
-    buffer = np.empty((min(rows, n), k), dtype=X.dtype)
-    arange = np.arange(rows)
+    rows = min(sub_block_rows(k, X.dtype.itemsize), max(n, 1))
+    dist_buffer = np.empty((rows, k), dtype=X.dtype)
+    row_buffer = np.ones((rows, d + 1), dtype=X.dtype) if augmented else None
+    flat_row_starts = np.arange(rows) * k
     for start in range(0, n, rows):
         block = X[start : start + rows]
         nb = block.shape[0]
-        dist = buffer[:nb]
-        np.matmul(block, neg2_ct, out=dist)
-        dist += center_sq
+        dist = dist_buffer[:nb]
+        if augmented:
+            row_buffer[:nb, :d] = block
+            np.matmul(row_buffer[:nb], operand, out=dist)
+        else:
+            np.matmul(block, operand, out=dist)
+            dist += center_sq
         best = dist.argmin(axis=1)
         labels[start : start + nb] = best
         # ||x||^2 is not needed for the argmin, only for the distance itself.
-        sq_dist[start : start + nb] = dist[arange[:nb], best] + np.einsum("ij,ij->i", block, block)
+        nearest = np.take(dist, flat_row_starts[:nb] + best)
+        sq_dist[start : start + nb] = nearest + np.einsum("ij,ij->i", block, block)
     np.maximum(sq_dist, 0.0, out=sq_dist)
     return labels, sq_dist
 
@@ -68,7 +86,7 @@ def exact_sq_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -
 
 
 def weighted_cluster_sums(
-    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_clusters: int
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, n_clusters: int
 ) -> np.ndarray:
     """``sums[j] = sum of weights[i] * X[i] over rows i labelled j``, in float64.
 
@@ -76,9 +94,8 @@ def weighted_cluster_sums(
     measured 3x faster than a flat ``bincount`` and 10x faster than ``np.add.at``.
     """
     n = X.shape[0]
-    onehot = scipy.sparse.csc_array(
-        (np.asarray(weights, dtype=np.float64), labels, np.arange(n + 1)), shape=(n_clusters, n)
-    )
+    values = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    onehot = scipy.sparse.csc_array((values, labels, np.arange(n + 1)), shape=(n_clusters, n))
     return np.asarray(onehot @ X, dtype=np.float64)
 
 
@@ -120,14 +137,15 @@ def lloyd_partials(
     n_clusters = centers.shape[0]
     labels, sq_dist = nearest_center(X, centers)
     if weights is None:
-        weights = np.ones(X.shape[0], dtype=np.float64)
         counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+        inertia = float(sq_dist.sum())
     else:
         counts = np.bincount(labels, weights=weights, minlength=n_clusters)
+        inertia = float(np.dot(weights, sq_dist))
     partials = {
         "sums": weighted_cluster_sums(X, labels, weights, n_clusters),
         "counts": counts,
-        "inertia": float(np.dot(weights, sq_dist)),
+        "inertia": inertia,
         "farthest": farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest),
     }
     if with_moments:
@@ -150,7 +168,7 @@ def combine_lloyd_partials(parts: list[dict], *, n_farthest: int = 0) -> dict:
 
 def farthest_points(
     X: np.ndarray,
-    weights: np.ndarray,
+    weights: np.ndarray | None,
     labels: np.ndarray,
     sq_dist: np.ndarray,
     row_offset: int,
@@ -160,24 +178,37 @@ def farthest_points(
 
     Ties are broken by the smaller global row index, so the choice does not depend on the chunking.
     """
-    candidates = np.flatnonzero(weights > 0)
-    if n_keep == 0:
-        candidates = candidates[:0]
-    elif n_keep < len(candidates):
-        # Keep every row tied with the n_keep-th farthest, so the sort below decides ties by index.
-        cut = len(candidates) - n_keep
-        threshold = np.partition(sq_dist[candidates], cut)[cut]
-        candidates = candidates[sq_dist[candidates] >= threshold]
+    # Zero-weight rows cannot fill an empty cluster: they would leave it weightless.
+    eligible = sq_dist if weights is None else np.where(weights > 0, sq_dist, -np.inf)
+    candidates = np.flatnonzero(eligible >= _lower_bound_of_nth_largest(eligible, n_keep))
+    candidates = candidates[eligible[candidates] > -np.inf]
     return _sorted_farthest(
         {
             "sq_dist": sq_dist[candidates],
             "index": candidates.astype(np.int64) + row_offset,
-            "rows": np.asarray(X[candidates], dtype=np.float64),
-            "weights": np.asarray(weights[candidates], dtype=np.float64),
+            "rows": X[candidates].astype(np.float64),
+            "weights": np.ones(len(candidates)) if weights is None else weights[candidates].astype(float),
             "labels": labels[candidates],
         },
         n_keep,
     )
+
+
+def _lower_bound_of_nth_largest(values: np.ndarray, n: int, group: int = 64) -> float:
+    """A value that the ``n``-th largest of ``values`` is at least, and that few values reach.
+
+    The ``n``-th largest maximum of groups of ``group`` rows: at least ``n`` rows reach it. Cheaper than a
+    partition of all values (one short reduction per group), and ties at the cut stay in.
+    """
+    if n == 0:
+        return np.inf
+    if len(values) <= n:
+        return -np.inf
+    if len(values) >= 4 * n * group:
+        usable = len(values) - len(values) % group
+        values = values[:usable].reshape(-1, group).max(axis=1)
+    cut = len(values) - n
+    return np.partition(values, cut)[cut]
 
 
 def combine_farthest(parts: list[dict], n_keep: int) -> dict:
@@ -245,7 +276,9 @@ def update_centers(partials: dict, old_centers: np.ndarray) -> tuple[np.ndarray,
 # Final pass: labels and the exact inertia
 
 
-def label_partials(X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray) -> tuple[np.ndarray, float]:
+def label_partials(
+    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Labels of one chunk and its weighted inertia, from exact distances to the assigned centres."""
     labels, _ = nearest_center(X, centers)
     sq_dist = exact_sq_distances(X, centers, labels)

@@ -191,14 +191,18 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray | da.Array 
     if isinstance(sample_weight, da.Array):
         w = sample_weight.astype(np.float64)
         if w.shape != (n_samples,):
-            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row.")
+            raise ValueError(
+                f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row."
+            )
         w_min, w_sum, finite = dask.compute(w.min(), w.sum(), da.isfinite(w).all())
     else:
         w = np.asarray(sample_weight, dtype=np.float64)
         if w.ndim == 0:
             w = np.full(n_samples, float(w))
         if w.shape != (n_samples,):
-            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row.")
+            raise ValueError(
+                f"sample_weight has shape {w.shape}; expected ({n_samples},), one weight per row."
+            )
         w_min, w_sum, finite = w.min(), w.sum(), np.isfinite(w).all()
     if not finite:
         raise ValueError("sample_weight contains NaN or infinity; give every row a finite weight.")

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._init import initial_centers
 from ._kernels import label_partials, nearest_center
-from ._lloyd import logger, lloyd
+from ._lloyd import lloyd, logger
 from ._passes import ChunkedRows, map_reduce
 from ._threads import blas_threads_for_dask
 from ._validation import (

@@ -33,9 +33,9 @@ def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
     w = np.random.default_rng(42).uniform(0, 3, len(X)) if weighted else None
     data = _data(X, (800, 1700, 2500), w)
     candidates = X[[7, 1234, 4321]]
-    l, seed, round_index = 12.0, 43, 2
+    oversampling, seed, round_index = 12.0, 43, 2
     sample, _ = map_reduce(
-        data, _parallel_round_chunk, _combine_samples, args=(candidates, 0, l, seed, round_index),
+        data, _parallel_round_chunk, _combine_samples, args=(candidates, 0, oversampling, seed, round_index),
         keep_state=True,
     )
     d2 = ((X[:, None, :] - candidates[None]) ** 2).sum(-1).min(1)
@@ -45,11 +45,11 @@ def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
         chunk_rng(seed, _STREAM_PARALLEL, round_index, c.index).random(n)
         for c, n in zip(data.chunks, data.X.chunks[0])
     ])
-    expected = np.flatnonzero(u < l * wd2 / phi)
+    expected = np.flatnonzero(u < oversampling * wd2 / phi)
     np.testing.assert_allclose(sample["phi"], phi, rtol=1e-9)
     picked = np.sort(sample["index"][sample["score"] > sample["phi"]])
     np.testing.assert_array_equal(picked, expected)
-    assert 0.3 * l < len(expected) < 3 * l
+    assert 0.3 * oversampling < len(expected) < 3 * oversampling
 
 
 def test_first_centre_is_drawn_at_random_not_row_zero():
