@@ -41,6 +41,40 @@ def _distance_operands(
     return np.ascontiguousarray(neg2_ct, dtype=dtype), center_sq.astype(dtype)
 
 
+class _NearestCenter:
+    """Nearest-centre assignment of row blocks; operands and buffers are prepared once per chunk."""
+
+    def __init__(self, centers: np.ndarray, dtype: np.dtype, n_features: int, rows: int):
+        k = centers.shape[0]
+        # With many more centres than features, copying each row block next to a column of ones and
+        # letting the GEMM add ||c||^2 is cheaper than adding it to the (rows x k) block afterwards.
+        self.augmented = k >= 2 * n_features
+        self.operand, self.center_sq = _distance_operands(centers, dtype, self.augmented)
+        self.dist_buffer = np.empty((rows, k), dtype=dtype)
+        self.row_buffer = np.ones((rows, n_features + 1), dtype=dtype) if self.augmented else None
+        self.flat_row_starts = np.arange(rows) * k
+
+    def __call__(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and squared distances (clipped at zero) of the rows of one block."""
+        nb, d = block.shape
+        dist = self.dist_buffer[:nb]
+        if self.augmented:
+            self.row_buffer[:nb, :d] = block
+            np.matmul(self.row_buffer[:nb], self.operand, out=dist)
+        else:
+            np.matmul(block, self.operand, out=dist)
+            dist += self.center_sq
+        best = dist.argmin(axis=1)
+        # ||x||^2 is not needed for the argmin, only for the distance itself.
+        nearest = np.take(dist, self.flat_row_starts[:nb] + best)
+        nearest += np.einsum("ij,ij->i", block, block)
+        return best, np.maximum(nearest, 0, out=nearest)
+
+
+def _sub_blocks(n_rows: int, rows: int):
+    return (slice(start, start + rows) for start in range(0, n_rows, rows))
+
+
 def nearest_center(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of, and squared distance to, the nearest centre for every row of ``X``.
 
@@ -49,33 +83,12 @@ def nearest_center(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.n
     clipped at zero.
     """
     n, d = X.shape
-    k = centers.shape[0]
-    # With many more centres than features, copying each row block next to a column of ones and letting
-    # the GEMM add ||c||^2 is cheaper than adding it to the (rows x k) block afterwards.
-    augmented = k >= 2 * d
-    operand, center_sq = _distance_operands(centers, X.dtype, augmented)
+    rows = min(sub_block_rows(centers.shape[0], X.dtype.itemsize), max(n, 1))
+    assign = _NearestCenter(centers, X.dtype, d, rows)
     labels = np.empty(n, dtype=np.int32)
     sq_dist = np.empty(n, dtype=np.float64)
-    rows = min(sub_block_rows(k, X.dtype.itemsize), max(n, 1))
-    dist_buffer = np.empty((rows, k), dtype=X.dtype)
-    row_buffer = np.ones((rows, d + 1), dtype=X.dtype) if augmented else None
-    flat_row_starts = np.arange(rows) * k
-    for start in range(0, n, rows):
-        block = X[start : start + rows]
-        nb = block.shape[0]
-        dist = dist_buffer[:nb]
-        if augmented:
-            row_buffer[:nb, :d] = block
-            np.matmul(row_buffer[:nb], operand, out=dist)
-        else:
-            np.matmul(block, operand, out=dist)
-            dist += center_sq
-        best = dist.argmin(axis=1)
-        labels[start : start + nb] = best
-        # ||x||^2 is not needed for the argmin, only for the distance itself.
-        nearest = np.take(dist, flat_row_starts[:nb] + best)
-        sq_dist[start : start + nb] = nearest + np.einsum("ij,ij->i", block, block)
-    np.maximum(sq_dist, 0.0, out=sq_dist)
+    for rows_slice in _sub_blocks(n, rows):
+        labels[rows_slice], sq_dist[rows_slice] = assign(X[rows_slice])
     return labels, sq_dist
 
 
@@ -96,7 +109,7 @@ def weighted_cluster_sums(
     n = X.shape[0]
     values = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     onehot = scipy.sparse.csc_array((values, labels, np.arange(n + 1)), shape=(n_clusters, n))
-    return np.asarray(onehot @ X, dtype=np.float64)
+    return onehot @ X.astype(np.float64, copy=False)  # float32 rows are summed in float64
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,8 +147,24 @@ def lloyd_partials(
     dict with ``sums`` (k, d) float64, ``counts`` (k,) float64, ``inertia`` float, ``farthest`` (see
     :func:`farthest_points`) and, if asked, ``moments``.
     """
+    n, d = X.shape
     n_clusters = centers.shape[0]
-    labels, sq_dist = nearest_center(X, centers)
+    rows = min(sub_block_rows(n_clusters, X.dtype.itemsize), max(n, 1))
+    assign = _NearestCenter(centers, X.dtype, d, rows)
+    labels = np.empty(n, dtype=np.int32)
+    sq_dist = np.empty(n, dtype=np.float64)
+    # float64 rows are summed in one sparse product per chunk (measured fastest); other dtypes a block
+    # at a time, so that each block is upcast to float64 while it is still in cache.
+    sum_per_block = X.dtype != np.float64
+    sums = np.zeros((n_clusters, d))
+    for rows_slice in _sub_blocks(n, rows):
+        block = X[rows_slice]
+        labels[rows_slice], sq_dist[rows_slice] = assign(block)
+        if sum_per_block:
+            block_weights = None if weights is None else weights[rows_slice]
+            sums += weighted_cluster_sums(block, labels[rows_slice], block_weights, n_clusters)
+    if not sum_per_block:
+        sums = weighted_cluster_sums(X, labels, weights, n_clusters)
     if weights is None:
         counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
         inertia = float(sq_dist.sum())
@@ -143,7 +172,7 @@ def lloyd_partials(
         counts = np.bincount(labels, weights=weights, minlength=n_clusters)
         inertia = float(np.dot(weights, sq_dist))
     partials = {
-        "sums": weighted_cluster_sums(X, labels, weights, n_clusters),
+        "sums": sums,
         "counts": counts,
         "inertia": inertia,
         "farthest": farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest),

@@ -17,7 +17,7 @@ from ._init import initial_centers
 from ._kernels import label_partials, nearest_center
 from ._lloyd import lloyd, logger
 from ._passes import ChunkedRows, map_reduce
-from ._threads import blas_threads_for_dask
+from ._scheduler import blas_threads_for_dask, current_client
 from ._validation import (
     ArrayLike,
     ConvergenceWarning,
@@ -271,8 +271,9 @@ default="k-means||"
 
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
-        if not isinstance(X, da.Array):
-            # In-memory input goes to the workers once, not with every pass's graph.
+        if not isinstance(X, da.Array) and current_client() is not None:
+            # In-memory input goes to the cluster's workers once, not with every pass's graph. Local
+            # schedulers read views of it in place, without a copy.
             data = ChunkedRows(*dask.persist(data.X, data.weights))
 
         best, mean_variance = None, None

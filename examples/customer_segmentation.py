@@ -86,7 +86,8 @@ def main(argv=None) -> None:
     print(header + "  description")
     for j in np.argsort(-sizes):
         cells = " ".join(f"{v:>11,.0f}" for v in typical[j])
-        print(f"{j:>7} {sizes[j]:>10,} {sizes[j] / sizes.sum():>6.1%}  {cells}  {describe(typical[j], overall)}")
+        share = sizes[j] / sizes.sum()
+        print(f"{j:>7} {sizes[j]:>10,} {share:>6.1%}  {cells}  {describe(typical[j], overall)}")
     print("\nTypical yearly spend in dollars per category (centres mapped back from log space).")
 
 

@@ -1,4 +1,4 @@
-"""Keep BLAS threads times dask threads within the machine's cores.
+"""What the current dask scheduler is, and keeping BLAS threads x dask threads within the cores.
 
 numpy's BLAS starts one thread per core. When dask also runs one task per core in this process (the local
 threaded scheduler, or a ``LocalCluster(processes=False)``), every GEMM then competes with the other tasks'
@@ -20,6 +20,12 @@ from dask.system import CPU_COUNT
 from threadpoolctl import threadpool_limits
 
 
+def current_client():
+    """The ``distributed.Client`` that runs dask computations now, or None for a local scheduler."""
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    return client if client is not None and hasattr(client, "scheduler_info") else None
+
+
 def dask_threads_in_this_process() -> int:
     """How many dask tasks may run at once inside this process with the current scheduler."""
     scheduler = dask.base.get_scheduler()
@@ -27,8 +33,8 @@ def dask_threads_in_this_process() -> int:
         return int(dask.config.get("num_workers", None) or CPU_COUNT)
     if scheduler is dask.local.get_sync:
         return 1
-    client = getattr(scheduler, "__self__", None)
-    if client is not None and hasattr(client, "scheduler_info"):
+    client = current_client()
+    if client is not None:
         workers = client.scheduler_info().get("workers", {})
         return sum(w["nthreads"] for addr, w in workers.items() if addr.startswith("inproc://"))
     return 0  # another process pool: tasks do not run here
