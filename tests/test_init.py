@@ -28,16 +28,14 @@ def _data(X, chunks, w=None):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
     # Each row is sampled when u < l * w * d^2 / phi; the chunks keep a superset and the tree prunes it.
-    # Recompute the same draws in numpy and compare the sampled rows one for one.
+    # Recompute the same draws and the exact distances in numpy and compare the sampled rows one for one.
     X, _ = make_blobs(5000, 3, 4, std=2.0, seed=41)
     w = np.random.default_rng(42).uniform(0, 3, len(X)) if weighted else None
     data = _data(X, (800, 1700, 2500), w)
     candidates = X[[7, 1234, 4321]]
     oversampling, seed, round_index = 12.0, 43, 2
-    sample, _ = map_reduce(
-        data, _parallel_round_chunk, _combine_samples, args=(candidates, 0, oversampling, seed, round_index),
-        keep_state=True,
-    )
+    args = (candidates, 0, X[0], oversampling, seed, round_index)
+    sample, _ = map_reduce(data, _parallel_round_chunk, _combine_samples, args=args, keep_state=True)
     d2 = ((X[:, None, :] - candidates[None]) ** 2).sum(-1).min(1)
     wd2 = d2 if w is None else w * d2
     phi = wd2.sum()
@@ -45,10 +43,14 @@ def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
         chunk_rng(seed, _STREAM_PARALLEL, round_index, c.index).random(n)
         for c, n in zip(data.chunks, data.X.chunks[0])
     ])
-    expected = np.flatnonzero(u < oversampling * wd2 / phi)
-    np.testing.assert_allclose(sample["phi"], phi, rtol=1e-9)
+    probability = oversampling * wd2 / phi
+    expected = np.flatnonzero(u < probability)
+    # The sampling distances are float32 (relative to the first centre): only rows whose draw is within
+    # float32 rounding of their probability may come out differently.
+    np.testing.assert_allclose(sample["phi"], phi, rtol=1e-5)
     picked = np.sort(sample["index"][sample["score"] > sample["phi"]])
-    np.testing.assert_array_equal(picked, expected)
+    differ = np.setxor1d(picked, expected)
+    assert np.all(np.abs(u[differ] - probability[differ]) <= 1e-5 * probability[differ])
     assert 0.3 * oversampling < len(expected) < 3 * oversampling
 
 

@@ -73,3 +73,16 @@ def test_float32_matches_sklearn_float32():
     # scikit-learn sums float32 data in float32; we sum in float64, so agreement is to float32 rounding.
     np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
+
+
+def test_float32_far_from_zero_keeps_its_labels():
+    # Spending-like data: values around 20,000 with spreads of a few units. In float32,
+    # ||x||^2 - 2 x.c + ||c||^2 would cancel to noise; the kernel shifts rows before the GEMM.
+    X, _ = make_blobs(3000, 4, 3, std=1.0, seed=10)
+    X32 = (X + 20_000).astype(np.float32)
+    C0 = pick_rows(X32, 3, seed=11)
+    ours = KMeans(3, init=C0, max_iter=10, tol=0).fit(da.from_array(X32, chunks=(1000, 4)))
+    ref = _oracle(X32.astype(np.float64), C0.astype(np.float64), 10)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
+    np.testing.assert_array_equal(ours.predict(X32), ref.labels_)
