@@ -20,6 +20,7 @@ import numpy as np
 
 from ._kernels import lloyd_partials, nearest_center, update_centers
 from ._passes import ChunkedRows, map_reduce
+from ._validation import check_finite_total
 
 # Stream numbers keep the draws made for different purposes independent of each other.
 _STREAM_FIRST_CENTER = 1
@@ -36,19 +37,6 @@ _FLOAT32_MIN_CANDIDATES = 48
 
 def chunk_rng(seed: int, stream: int, step: int, chunk_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step, chunk_index])
-
-
-class NonFiniteDataError(ValueError):
-    """The data (or the squared distances computed from it) hold NaN or infinity."""
-
-
-def check_finite_total(value: float, what: str) -> None:
-    if not np.isfinite(value):
-        raise NonFiniteDataError(
-            f"The {what} computed from the data is {value}: the data contain NaN or infinity, or values "
-            "so large that squared distances overflow. Remove or impute non-finite rows, or rescale "
-            "the features, before fitting."
-        )
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -104,10 +104,16 @@ def _float32_origin(X: np.ndarray, centers: np.ndarray, float32_from: np.ndarray
     return float32_from
 
 
+# NaN or infinite rows make their distances NaN or inf; callers turn that into one clear error, so the
+# kernels do not also warn about it.
+_quiet_non_finite = np.errstate(invalid="ignore", over="ignore")
+
+
 def _sub_blocks(n_rows: int, rows: int):
     return (slice(start, start + rows) for start in range(0, n_rows, rows))
 
 
+@_quiet_non_finite
 def nearest_center(
     X: np.ndarray, centers: np.ndarray, *, float32_from: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +135,7 @@ def nearest_center(
     return labels, sq_dist
 
 
+@_quiet_non_finite
 def exact_sq_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Squared distance of each row to its assigned centre, computed from differences (no cancellation)."""
     diff = X - np.asarray(centers, dtype=X.dtype)[labels]
@@ -153,6 +160,7 @@ def weighted_cluster_sums(
 # Lloyd partials: one chunk -> sums, counts, inertia, farthest points (and the data's moments on pass 1)
 
 
+@_quiet_non_finite
 def lloyd_partials(
     X: np.ndarray,
     weights: np.ndarray | None,
@@ -342,6 +350,7 @@ def update_centers(partials: dict, old_centers: np.ndarray) -> tuple[np.ndarray,
 # Final pass: labels and the exact inertia
 
 
+@_quiet_non_finite
 def label_partials(
     X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray
 ) -> tuple[np.ndarray, float]:

@@ -16,9 +16,9 @@ from functools import partial
 
 import numpy as np
 
-from ._init import check_finite_total
 from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, update_centers
 from ._passes import ChunkedRows, map_chunks, map_reduce
+from ._validation import check_finite_total
 
 logger = logging.getLogger("dask_kmeans")
 

@@ -12,6 +12,7 @@ import numbers
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse
 from dask.system import CPU_COUNT
 
 # Rows of an in-memory array go into chunks of about this many bytes (a few per core on large data).
@@ -25,6 +26,30 @@ class NotFittedError(ValueError, AttributeError):
 
 class ConvergenceWarning(UserWarning):
     """The fit found fewer distinct clusters than asked for, or did not converge."""
+
+
+class NonFiniteDataError(ValueError):
+    """The data (or the squared distances computed from them) hold NaN or infinity."""
+
+
+def check_finite_total(value: float, what: str) -> None:
+    """Raise if a total computed from the data is not finite: NaN and inf propagate into every total."""
+    if not np.isfinite(value):
+        raise NonFiniteDataError(
+            f"The {what} computed from the data is {value}: the data contain NaN or infinity, or values "
+            "so large that squared distances overflow. Remove or impute non-finite rows, or rescale "
+            "the features, before fitting."
+        )
+
+
+def check_finite_rows(sq_dist: np.ndarray, what: str = "X") -> None:
+    """Raise if any row's distance is NaN or infinite, which happens exactly when the row is."""
+    bad = np.count_nonzero(~np.isfinite(sq_dist))
+    if bad:
+        raise NonFiniteDataError(
+            f"{what} contains NaN or infinity (or values so large that squared distances overflow) in "
+            f"{bad} row(s). Remove or impute them before predicting."
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -121,10 +146,29 @@ def resolve_seed(random_state) -> int:
 def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
     if dtype.kind in "fiub":
         return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    raise TypeError(
+    raise ValueError(
         f"{what} has dtype {dtype}; K-means needs real numbers. Convert the data to float32 or float64 "
-        "(complex, object and string data are not supported)."
+        "(complex and string data are not supported)."
     )
+
+
+def _numeric_array(X, what: str) -> np.ndarray:
+    """``X`` as a numpy array; object arrays of numbers are converted, as scikit-learn does."""
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"{what} is a sparse matrix; sparse input is not supported. Convert it with X.toarray() if it "
+            "fits in memory, or to a dask array of dense chunks."
+        )
+    X = np.asarray(X)
+    if X.dtype.kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{what} has dtype object and values that are not numbers ({exc}). "
+                "Select the numeric columns, or encode the others, before clustering."
+            ) from None
+    return X
 
 
 def _check_2d(shape: tuple, what: str) -> None:
@@ -156,7 +200,7 @@ def check_array(X, what: str = "X") -> np.ndarray | da.Array:
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         return X.astype(dtype, copy=False)
-    X = np.asarray(X)
+    X = _numeric_array(X, what)
     _check_2d(X.shape, what)
     return np.ascontiguousarray(X, dtype=_float_dtype(X.dtype, what))
 
@@ -170,10 +214,17 @@ def to_dask_array(X: np.ndarray | da.Array) -> da.Array:
 
 
 def check_n_samples(n_samples: int, n_features: int, n_clusters: int) -> None:
+    shape = (n_samples, n_features)
     if n_samples == 0:
-        raise ValueError("Found an array with 0 samples; K-means needs at least one row of data.")
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is required: "
+            "K-means needs at least one row of data."
+        )
     if n_features == 0:
-        raise ValueError("Found an array with 0 features; K-means needs at least one column.")
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required: "
+            "K-means needs at least one column."
+        )
     if n_samples < n_clusters:
         raise ValueError(
             f"n_samples={n_samples} should be >= n_clusters={n_clusters}. "

@@ -27,6 +27,8 @@ from ._validation import (
     RandomStateLike,
     as_init_array,
     check_array,
+    check_finite_rows,
+    check_finite_total,
     check_n_samples,
     check_sample_weight,
     chunk_like_rows,
@@ -347,7 +349,7 @@ default="k-means||"
         X, centers = self._check_fitted_input(X)
         if isinstance(X, da.Array):
             return X.map_blocks(_predict_block, centers, dtype=np.int32, drop_axis=1)
-        return nearest_center(X, centers)[0]
+        return _predict_block(X, centers)
 
     def transform(self, X):
         """Euclidean distance of each row to every centre.
@@ -380,20 +382,28 @@ default="k-means||"
         X, centers = self._check_fitted_input(X)
         weights = check_sample_weight(sample_weight, X.shape[0])
         if not isinstance(X, da.Array) and not isinstance(weights, da.Array):
-            return -label_partials(X, weights, centers)[1]
+            inertia = label_partials(X, weights, centers)[1]
+            check_finite_total(inertia, "inertia")
+            return -inertia
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
         with blas_threads_for_dask():
-            return -map_reduce(data, _inertia_chunk, _sum_floats, args=(centers,))
+            inertia = map_reduce(data, _inertia_chunk, _sum_floats, args=(centers,))
+        check_finite_total(inertia, "inertia")
+        return -inertia
 
 
 def _predict_block(X, centers):
-    return nearest_center(X, centers)[0]
+    labels, sq_dist = nearest_center(X, centers)
+    check_finite_rows(sq_dist)
+    return labels
 
 
+@np.errstate(invalid="ignore", over="ignore")  # non-finite rows raise just below
 def _distances_block(X, centers):
     center_sq = np.einsum("ij,ij->i", centers, centers)
     sq = np.einsum("ij,ij->i", X, X)[:, None] - 2 * (X @ centers.T) + center_sq[None, :]
+    check_finite_rows(sq.sum(axis=1))
     return np.sqrt(np.maximum(sq, 0, out=sq))
 
 

@@ -6,12 +6,13 @@ import pickle
 import dask.array as da
 import numpy as np
 import pytest
+import scipy.sparse
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dask_kmeans import KMeans, NotFittedError
+from dask_kmeans import KMeans, NonFiniteDataError, NotFittedError
 
 from .conftest import make_blobs, pick_rows
 
@@ -137,14 +138,39 @@ def test_errors_say_what_to_do(X, fitted):
         KMeans(3, init=X[:2]).fit(X)
     with pytest.raises(ValueError, match="Expected a 2-D X"):
         KMeans(3).fit(X[:, 0])
-    with pytest.raises(TypeError, match="complex"):
+    with pytest.raises(ValueError, match="complex"):
         KMeans(2).fit(X.astype(complex))
+    with pytest.raises(ValueError, match="not numbers"):
+        KMeans(2).fit(np.array([["a", 1.0], ["b", 2.0]], dtype=object))
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        KMeans(2).fit(scipy.sparse.random(10, 3, density=0.5, format="csr"))
+    with pytest.raises(ValueError, match="0 sample\\(s\\)"):
+        KMeans(2).fit(np.empty((0, 3)))
+    with pytest.raises(ValueError, match="0 feature\\(s\\)"):
+        KMeans(2).fit(np.empty((5, 0)))
     with pytest.raises(ValueError, match="sample_weight has shape"):
         KMeans(2).fit(X, sample_weight=np.ones(5))
     with pytest.raises(ValueError, match="NaN or infinity"):
         X_bad = X.copy()
         X_bad[10, 2] = np.nan
         KMeans(2, random_state=0).fit(X_bad)
+
+
+def test_object_arrays_of_numbers_are_converted():
+    X = np.array([[0, 1.0], [0, 1.5], [9, 9.0], [9, 9.5]], dtype=object)
+    km = KMeans(2, init=np.array([[0.0, 1.0], [9.0, 9.0]])).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, [[0.0, 1.25], [9.0, 9.25]])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_predict_transform_score_refuse_non_finite_rows(X, fitted, bad):
+    X_bad = X.copy()
+    X_bad[[3, 17], 1] = bad
+    for method in (fitted.predict, fitted.transform, fitted.score):
+        with pytest.raises(NonFiniteDataError, match="NaN or infinity"):
+            method(X_bad)
+    with pytest.raises(NonFiniteDataError, match="in 2 row"):
+        fitted.predict(da.from_array(X_bad, chunks=(1000, 4))).compute()
 
 
 def test_explicit_init_with_n_init_warns(X):
