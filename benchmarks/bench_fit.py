@@ -334,7 +334,7 @@ def join_notes(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
-def bench_dask_kmeans(data: Data, repeats: int, max_iter: int) -> Row:
+def bench_dask_kmeans(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
     from dask_kmeans import KMeans
 
     k = data.config.k
@@ -347,6 +347,8 @@ def bench_dask_kmeans(data: Data, repeats: int, max_iter: int) -> Row:
         elapsed = [h["elapsed"] for h in many.history_]
         steps = np.diff(elapsed) if len(elapsed) > 1 else elapsed
         iter_times.append(float(np.median(steps)))
+        if iterations_only:
+            continue
 
         t_kmpp, _ = timed(lambda: KMeans(k, init="k-means||", max_iter=1, random_state=0).fit(X))
         t_c0, _ = timed(lambda: KMeans(k, init=data.C0, max_iter=1).fit(X))
@@ -356,6 +358,13 @@ def bench_dask_kmeans(data: Data, repeats: int, max_iter: int) -> Row:
         totals.append(total)
         peaks.append(peak)
 
+    if iterations_only:
+        return Row(
+            data.config,
+            "dask_kmeans",
+            iter_s=median(iter_times),
+            note=stopped_early_note(many.n_iter_, max_iter),
+        )
     inertia, inertia_note = data.inertia_and_note(model)
     return Row(
         data.config,
@@ -370,7 +379,7 @@ def bench_dask_kmeans(data: Data, repeats: int, max_iter: int) -> Row:
     )
 
 
-def bench_sklearn(data: Data, repeats: int, max_iter: int) -> Row:
+def bench_sklearn(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
     from sklearn.cluster import KMeans, kmeans_plusplus
 
     k = data.config.k
@@ -386,6 +395,8 @@ def bench_sklearn(data: Data, repeats: int, max_iter: int) -> Row:
         t, many = timed(lambda: fixed_start(max_iter))
         t_many.append(t)
         t_one.append(timed(lambda: fixed_start(1))[0])
+        if iterations_only:
+            continue
         init_times.append(timed(lambda: kmeans_plusplus(X, k, random_state=0))[0])
         total, model, peak = timed_with_peak_memory(
             lambda: KMeans(k, init="k-means++", n_init=1, random_state=0, algorithm="lloyd").fit(X)
@@ -393,12 +404,15 @@ def bench_sklearn(data: Data, repeats: int, max_iter: int) -> Row:
         totals.append(total)
         peaks.append(peak)
 
+    iter_s = per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_)
+    if iterations_only:
+        return Row(data.config, "sklearn", iter_s=iter_s, note=stopped_early_note(many.n_iter_, max_iter))
     inertia, inertia_note = data.inertia_and_note(model)
     return Row(
         data.config,
         "sklearn",
         init_s=median(init_times),
-        iter_s=per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_),
+        iter_s=iter_s,
         total_s=median(totals),
         n_iter=model.n_iter_,
         inertia=inertia,
@@ -439,7 +453,7 @@ class CapturedLogs(logging.Handler):
         self._logger.propagate = self._propagate
 
 
-def bench_dask_ml(data: Data, repeats: int, max_iter: int) -> Row:
+def bench_dask_ml(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
     KMeans, version_or_reason = import_dask_ml()
     if KMeans is None:
         return Row(data.config, "dask-ml", note=f"not importable ({version_or_reason})")
@@ -458,6 +472,8 @@ def bench_dask_ml(data: Data, repeats: int, max_iter: int) -> Row:
             t, many = timed(lambda: fixed_start(max_iter))
             t_many.append(t)
             t_one.append(timed(lambda: fixed_start(1))[0])
+            if iterations_only:
+                continue
             # tol does not change the work of a one-iteration dask-ml fit: fixed_start(1) is the baseline.
             t_kmpp, _ = timed(lambda: KMeans(k, init="k-means||", max_iter=1, random_state=0).fit(X))
             init_times.append(t_kmpp - t_one[-1])
@@ -465,13 +481,16 @@ def bench_dask_ml(data: Data, repeats: int, max_iter: int) -> Row:
             totals.append(total)
             peaks.append(peak)
 
+    iter_s = per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_)
+    if iterations_only:
+        return Row(data.config, "dask-ml", iter_s=iter_s, note=stopped_early_note(many.n_iter_, max_iter))
     inertia, inertia_note = data.inertia_and_note(model)
     log_note = f"logged: {logs.messages[-1]}" if logs.messages else ""
     return Row(
         data.config,
         "dask-ml",
         init_s=median(init_times),
-        iter_s=per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_),
+        iter_s=iter_s,
         total_s=median(totals),
         n_iter=model.n_iter_,
         inertia=inertia,
@@ -480,7 +499,7 @@ def bench_dask_ml(data: Data, repeats: int, max_iter: int) -> Row:
     )
 
 
-def bench_gemm(data: Data, repeats: int, max_iter: int) -> Row:
+def bench_gemm(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
     """The floor of one pass: the distance GEMM alone, nothing reduced."""
     X, C_T = data.X, np.ascontiguousarray(data.C0.T)
 
@@ -493,7 +512,7 @@ def bench_gemm(data: Data, repeats: int, max_iter: int) -> Row:
     return Row(data.config, "numpy GEMM pass", iter_s=median(times))
 
 
-BENCHMARKS: dict[str, Callable[[Data, int, int], Row]] = {
+BENCHMARKS: dict[str, Callable[[Data, int, int, bool], Row]] = {
     "dask_kmeans": bench_dask_kmeans,
     "sklearn": bench_sklearn,
     "dask_ml": bench_dask_ml,
@@ -629,6 +648,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk-mib", type=float, default=32.0, help="target MiB per dask chunk")
     parser.add_argument("--markdown", action="store_true", help="print the table in markdown")
+    parser.add_argument(
+        "--iterations-only",
+        action="store_true",
+        help="measure the time per iteration only (no init, convergence or memory runs)",
+    )
     args = parser.parse_args(argv)
     args.only = [name.strip().replace("-", "_") for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(args.only) - set(LIBRARIES))
@@ -672,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         for library in libraries:
             print(f"  {config.label}: {library} ...", file=sys.stderr, flush=True)
             with quiet_warnings():
-                rows.append(BENCHMARKS[library](data, args.repeats, args.max_iter))
+                rows.append(BENCHMARKS[library](data, args.repeats, args.max_iter, args.iterations_only))
         del data, X_dask, X
 
     add_ratios(rows)

@@ -377,6 +377,12 @@ default="k-means||"
         """Fit, then return the distances of ``X`` to the centres (see :meth:`transform`)."""
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`'s output: ``kmeans0``, ``kmeans1``, ..."""
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")
+        return np.array([f"kmeans{j}" for j in range(len(self.cluster_centers_))], dtype=object)
+
     def score(self, X, y=None, sample_weight=None) -> float:
         """Opposite of the weighted inertia of ``X`` with respect to the centres (higher is better)."""
         X, centers = self._check_fitted_input(X)

@@ -101,6 +101,7 @@ def test_pipeline_and_grid_search(X):
     pipe = Pipeline([("scale", StandardScaler()), ("kmeans", KMeans(5, random_state=0))]).fit(X)
     assert pipe.predict(X).shape == (len(X),)
     assert pipe.transform(X).shape == (len(X), 5)
+    assert list(pipe.get_feature_names_out()) == [f"kmeans{j}" for j in range(5)]
     search = GridSearchCV(KMeans(random_state=0), {"n_clusters": [2, 5]}, cv=3).fit(X)
     assert search.best_params_ == {"n_clusters": 5}  # score is minus the inertia: more clusters win
 
