@@ -205,6 +205,49 @@ def check_array(X, what: str = "X") -> np.ndarray | da.Array:
     return np.ascontiguousarray(X, dtype=_float_dtype(X.dtype, what))
 
 
+def split_feature_names(X) -> tuple[object, tuple[str, ...] | None]:
+    """The data without their column names, and the names: DataFrames and ``io.Table`` carry them.
+
+    A pandas DataFrame becomes a numpy array; a dask DataFrame a dask array (computing its partition
+    lengths costs one pass over it; ``dask_kmeans.io.read`` knows them from Parquet metadata instead).
+    """
+    if hasattr(X, "X") and hasattr(X, "feature_names"):  # a dask_kmeans.io.Table
+        return X.X, X.feature_names
+    if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
+        return X, None
+    from pandas.api.types import is_numeric_dtype
+
+    names = tuple(str(c) for c in X.columns)
+    dtypes = list(X.dtypes)
+    non_numeric = [f"{name!r} ({t})" for name, t in zip(names, dtypes) if not is_numeric_dtype(t)]
+    if non_numeric:
+        raise ValueError(
+            f"Non-numeric feature column(s) {', '.join(non_numeric)}: K-means needs numbers. Select the "
+            "numeric columns, or encode the others, before clustering."
+        )
+    dtype = np.float32 if all(t == np.float32 for t in dtypes) else np.float64
+    if hasattr(X, "to_dask_array"):  # a dask DataFrame
+        return X.to_dask_array(lengths=True).astype(dtype), names
+    return X.to_numpy(dtype=dtype), names
+
+
+def check_feature_names(expected, given: tuple[str, ...] | None) -> None:
+    """Refuse data whose column names differ from those seen in ``fit`` (when both have names)."""
+    if expected is None or given is None or list(expected) == list(given):
+        return
+    missing = [name for name in expected if name not in given]
+    unexpected = [name for name in given if name not in expected]
+    detail = (
+        f"missing {missing}; unexpected {unexpected}"
+        if missing or unexpected
+        else "the same columns in another order"
+    )
+    raise ValueError(
+        f"The feature names should match those that were passed during fit: {detail}. "
+        f"Expected {list(expected)}."
+    )
+
+
 def to_dask_array(X: np.ndarray | da.Array) -> da.Array:
     """An in-memory array as a dask array with chunks of about 32 MiB; a dask array unchanged."""
     if isinstance(X, da.Array):

@@ -27,12 +27,14 @@ from ._validation import (
     RandomStateLike,
     as_init_array,
     check_array,
+    check_feature_names,
     check_finite_rows,
     check_finite_total,
     check_n_samples,
     check_sample_weight,
     chunk_like_rows,
     resolve_seed,
+    split_feature_names,
     to_dask_array,
     validate_params,
 )
@@ -101,6 +103,10 @@ default="k-means||"
         Whether the kept run met the tolerance before ``max_iter``.
     n_features_in_ : int
         Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,), dtype object
+        Column names seen during ``fit``, when ``X`` was a pandas or dask DataFrame (or a table read by
+        :func:`dask_kmeans.io.read`). Frames given to ``predict``, ``transform`` and ``score`` must
+        have the same columns in the same order.
     history_ : list of dict
         One dict per iteration of the kept run: ``iteration``, ``inertia`` (of the centres at the start
         of the iteration), ``center_shift`` (summed squared movement), ``n_relocated`` (empty clusters
@@ -261,6 +267,7 @@ default="k-means||"
             The fitted estimator.
         """
         validate_params(self.get_params(), self._parameter_constraints)
+        X, feature_names = split_feature_names(X)
         X = check_array(X)
         n_samples, n_features = X.shape
         check_n_samples(n_samples, n_features, self.n_clusters)
@@ -315,6 +322,10 @@ default="k-means||"
         self.converged_ = best.converged
         self.history_ = best.history
         self.n_features_in_ = n_features
+        if feature_names is not None:
+            self.feature_names_in_ = np.array(feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         return self
 
     # ------------------------------------------------------------------------------------------------
@@ -326,6 +337,8 @@ default="k-means||"
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
             )
+        X, feature_names = split_feature_names(X)
+        check_feature_names(getattr(self, "feature_names_in_", None), feature_names)
         X = check_array(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(

@@ -177,3 +177,23 @@ def test_predict_transform_score_refuse_non_finite_rows(X, fitted, bad):
 def test_explicit_init_with_n_init_warns(X):
     with pytest.warns(RuntimeWarning, match="one initialisation"):
         KMeans(5, init=pick_rows(X, 5), n_init=3).fit(X)
+
+
+def test_dataframes_set_and_check_feature_names(X):
+    import dask.dataframe as dd
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=["electronics", "clothing", "home", "grocery"])
+    km = KMeans(5, random_state=0).fit(frame)
+    assert list(km.feature_names_in_) == list(frame.columns)
+    np.testing.assert_array_equal(km.predict(frame), km.labels_)
+    lazy = dd.from_pandas(frame, npartitions=3)
+    np.testing.assert_array_equal(km.predict(lazy).compute(), km.labels_)
+    with pytest.raises(ValueError, match="missing \\['home'\\]; unexpected \\['garden'\\]"):
+        km.predict(frame.rename(columns={"home": "garden"}))
+    with pytest.raises(ValueError, match="another order"):
+        km.predict(frame[["clothing", "electronics", "home", "grocery"]])
+    with pytest.raises(ValueError, match="Non-numeric feature column\\(s\\) 'city'"):
+        KMeans(2).fit(frame.assign(city="Paris"))
+    km.fit(X)  # refitting on an array forgets the names
+    assert not hasattr(km, "feature_names_in_")
