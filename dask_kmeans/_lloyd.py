@@ -56,8 +56,8 @@ def lloyd(
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` (float64, shape (k, d)).
 
-    ``mean_variance`` is ``mean(var(X, axis=0))``; when it is unknown and ``tol > 0`` the first pass
-    measures it. Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia.
+    ``mean_variance`` is ``mean(var(X, axis=0))``; when it is unknown the first pass measures it.
+    Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia.
     """
     n_clusters = centers.shape[0]
     combine = partial(combine_lloyd_partials, n_farthest=n_clusters)
@@ -65,7 +65,7 @@ def lloyd(
     converged = False
     started = time.perf_counter()
     for iteration in range(max_iter):
-        need_moments = iteration == 0 and tol > 0 and mean_variance is None
+        need_moments = iteration == 0 and mean_variance is None
         stats = map_reduce(
             data, _lloyd_chunk, combine, args=(centers, n_clusters - 1, need_moments)
         )
@@ -77,18 +77,21 @@ def lloyd(
         shift = float(((new_centers - centers) ** 2).sum())
         unchanged = np.array_equal(new_centers, centers)
         centers = new_centers
+        # The shift relative to the data's variance is what tol bounds.
+        relative_shift = shift / mean_variance if mean_variance else float("inf") if shift else 0.0
         history.append(
             {
                 "iteration": iteration + 1,
                 "inertia": stats["inertia"],
                 "center_shift": shift,
+                "relative_shift": relative_shift,
                 "n_relocated": n_relocated,
                 "elapsed": time.perf_counter() - started,
             }
         )
         logger.info(
-            "Iteration %d: inertia %.6g, centre shift %.3g, %d relocated, %.2fs",
-            iteration + 1, stats["inertia"], shift, n_relocated, history[-1]["elapsed"],
+            "Iteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated, %.2fs",
+            iteration + 1, stats["inertia"], relative_shift, tol, n_relocated, history[-1]["elapsed"],
         )
         if unchanged or shift <= tol * (mean_variance or 0.0):
             converged = True

@@ -109,8 +109,9 @@ default="k-means||"
         have the same columns in the same order.
     history_ : list of dict
         One dict per iteration of the kept run: ``iteration``, ``inertia`` (of the centres at the start
-        of the iteration), ``center_shift`` (summed squared movement), ``n_relocated`` (empty clusters
-        moved to far points) and ``elapsed`` seconds. ``pandas.DataFrame(history_)`` makes a table.
+        of the iteration), ``center_shift`` (summed squared movement), ``relative_shift`` (that over
+        ``mean(var(X, axis=0))``, the quantity ``tol`` bounds), ``n_relocated`` (empty clusters moved
+        to far points) and ``elapsed`` seconds. ``pandas.DataFrame(history_)`` makes a table.
 
     See Also
     --------
@@ -389,6 +390,23 @@ default="k-means||"
     def fit_transform(self, X, y=None, sample_weight=None):
         """Fit, then return the distances of ``X`` to the centres (see :meth:`transform`)."""
         return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def save(self, path, *, overwrite: bool = False, storage_options: dict | None = None) -> str:
+        """Save the fitted model to a JSON file (see :mod:`dask_kmeans.io.model` for the format).
+
+        The file holds the parameters, centres, inertia, iterations and feature names, not the labels.
+        It appears only once complete; an existing file is replaced only with ``overwrite=True``.
+        """
+        from .io.model import save_model  # io builds on the estimator, not the other way round
+
+        return save_model(self, path, overwrite=overwrite, storage_options=storage_options)
+
+    @classmethod
+    def load(cls, path, *, storage_options: dict | None = None) -> KMeans:
+        """Load a model saved by :meth:`save` (no pickle involved)."""
+        from .io.model import load_model
+
+        return load_model(path, storage_options=storage_options)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the columns of :meth:`transform`'s output: ``kmeans0``, ``kmeans1``, ..."""

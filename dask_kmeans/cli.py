@@ -1,0 +1,337 @@
+"""The ``dask-kmeans`` command line: parse, connect to a scheduler, call the library, print.
+
+Commands::
+
+    dask-kmeans fit INPUT -k K --model-out MODEL [--labels-out PATH] [options]
+    dask-kmeans predict MODEL INPUT --labels-out PATH [options]
+    dask-kmeans info MODEL [--json]
+
+INPUT is a Zarr store (``data.zarr``, ``data.zarr::group/array``), a Parquet file, directory or glob, or
+a CSV file. Without ``--scheduler`` the work runs on a local cluster sized to the machine; with it, on an
+existing Dask scheduler. Exit codes: 0 success, 1 runtime error, 2 usage error. Errors print one line on
+stderr; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import __version__
+
+EXIT_OK, EXIT_RUNTIME_ERROR, EXIT_USAGE = 0, 1, 2
+SCHEDULER_TIMEOUT_S = 5
+
+log = logging.getLogger("dask_kmeans")
+
+
+class CommandError(Exception):
+    """A runtime error with a message meant for the user (exit code 1)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Argument parsing
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _n_init(text: str) -> str | int:
+    return text if text == "auto" else _positive_int(text)
+
+
+def _column_list(text: str) -> list[str]:
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    if not columns:
+        raise argparse.ArgumentTypeError("expected comma-separated column names")
+    return columns
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id-column", metavar="COL", help="column carried to the labels, not clustered")
+    parser.add_argument("--array", metavar="NAME", help="the array inside a Zarr group")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler (tcp://host:port); default: a local cluster",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dask-kmeans",
+        description="K-means clustering of data larger than memory, on Dask.",
+        epilog="Exit codes: 0 success, 1 runtime error, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser("fit", help="cluster a dataset and save the model", description=(
+        "Cluster INPUT into K clusters, save the model, and optionally write every row's label."
+    ))
+    fit.add_argument("input", metavar="INPUT", help="Zarr store, Parquet file/directory/glob, or CSV")
+    fit.add_argument("-k", "--n-clusters", type=_positive_int, required=True, metavar="K")
+    fit.add_argument("--model-out", required=True, metavar="MODEL", help="where to save the model (JSON)")
+    fit.add_argument("--labels-out", metavar="PATH", help="write labels to this .zarr or .parquet path")
+    fit.add_argument("--distances", action="store_true", help="also write each row's distance to its centre")
+    fit.add_argument("--columns", type=_column_list, metavar="A,B,C", help="feature columns (tables)")
+    _add_input_options(fit)
+    fit.add_argument("--init", default="k-means||", choices=["k-means||", "k-means++", "random"])
+    fit.add_argument("--n-init", type=_n_init, default="auto", help="initialisations ('auto' or a number)")
+    fit.add_argument("--max-iter", type=_positive_int, default=300, metavar="N")
+    fit.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T")
+    fit.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: fresh)")
+    _add_run_options(fit)
+
+    predict = commands.add_parser("predict", help="label a dataset with a saved model", description=(
+        "Label every row of INPUT with the nearest centre of MODEL and write the labels."
+    ))
+    predict.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
+    predict.add_argument("input", metavar="INPUT", help="Zarr store, Parquet file/directory/glob, or CSV")
+    predict.add_argument("--labels-out", required=True, metavar="PATH", help=".zarr or .parquet path")
+    predict.add_argument("--distances", action="store_true", help="also write each row's distance")
+    _add_input_options(predict)
+    _add_run_options(predict)
+
+    info = commands.add_parser("info", help="describe a saved model", description="Describe a saved model.")
+    info.add_argument("model", metavar="MODEL")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None, quiet: bool) -> Iterator[object]:
+    """A client of the scheduler at ``address``, or of a local cluster sized to the machine."""
+    from distributed import Client, LocalCluster
+
+    if address is None:
+        # One single-threaded worker process per core: BLAS stays at one thread per worker.
+        from dask.system import CPU_COUNT
+
+        with LocalCluster(
+            n_workers=CPU_COUNT, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster, Client(cluster) as client:
+            _progress(quiet, f"local cluster: {CPU_COUNT} workers")
+            yield client
+        return
+    try:
+        client = Client(address, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise CommandError(
+            f"cannot reach the Dask scheduler at {address} within {SCHEDULER_TIMEOUT_S} s ({exc}). "
+            "Check the address and that the scheduler runs, or leave out --scheduler to use a local cluster."
+        ) from None
+    with client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        _progress(quiet, f"scheduler {address}: {workers} workers")
+        yield client
+
+
+def _progress(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(f"dask-kmeans: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _step(quiet: bool, what: str) -> Iterator[None]:
+    started = time.perf_counter()
+    _progress(quiet, f"{what} ...")
+    yield
+    _progress(quiet, f"{what}: done in {time.perf_counter() - started:.1f}s")
+
+
+@contextlib.contextmanager
+def _iteration_log(quiet: bool) -> Iterator[None]:
+    """Show the estimator's per-iteration log lines on stderr."""
+    if quiet:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dask-kmeans: %(message)s"))
+    previous = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
+
+
+def _check_outputs_free(paths: list[str | None], overwrite: bool) -> None:
+    """Refuse before any work when an output exists and --overwrite was not given."""
+    import fsspec
+
+    for path in filter(None, paths):
+        fs, _, (target,) = fsspec.get_fs_token_paths(path)
+        if fs.exists(target) and not overwrite:
+            raise CommandError(f"{path} already exists; pass --overwrite to replace it.")
+
+
+def _labels_and_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """One block's labels and Euclidean distances to the assigned centre, as two float64 columns."""
+    from ._kernels import exact_sq_distances, nearest_center
+
+    labels, _ = nearest_center(X, centers)
+    return np.column_stack([labels, np.sqrt(exact_sq_distances(X, centers, labels))])
+
+
+def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, labels=None) -> None:
+    import dask.array as da
+
+    from .io import write_labels
+
+    X = table.X
+    distances_out = None
+    if distances:
+        # Labels and distances from one pass: both columns come from the same task per chunk.
+        centers = model.cluster_centers_.astype(X.dtype)
+        both = X.map_blocks(_labels_and_distances, centers, dtype=np.float64, chunks=(X.chunks[0], (2,)))
+        labels_out, distances_out = both[:, 0].astype(np.int32), both[:, 1]
+    elif labels is not None:
+        labels_out = da.from_array(labels, chunks=(X.chunks[0],))  # from the fit's last pass: no new pass
+    else:
+        labels_out = model.predict(X)
+    write_labels(
+        path, labels_out, distances=distances_out, ids=table.ids, id_name=table.id_name or "id",
+        overwrite=overwrite,
+    )
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from .estimator import KMeans
+    from .io import read, save_model
+
+    _check_outputs_free([args.model_out, args.labels_out], args.overwrite)
+    model = KMeans(
+        args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
+        random_state=args.seed,
+    )
+    # Reading builds the graph and checks paths and columns from metadata: fail before starting a cluster.
+    table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
+    n, d = table.X.shape
+    _progress(args.quiet, f"{table.source}: {n:,} rows x {d} features in {table.X.numblocks[0]} chunks")
+    with dask_client(args.scheduler, args.quiet):
+        with _step(args.quiet, "fit"), _iteration_log(args.quiet):
+            model.fit(table)
+        save_model(model, args.model_out, overwrite=args.overwrite)
+        if args.labels_out:
+            with _step(args.quiet, f"writing labels to {args.labels_out}"):
+                _write_labels(model, table, args.labels_out, distances=args.distances,
+                              overwrite=args.overwrite, labels=model.labels_)
+    print(
+        f"fitted {args.n_clusters} clusters on {n:,} rows x {d} features: inertia {model.inertia_:.6g}, "
+        f"{model.n_iter_} iterations ({'converged' if model.converged_ else 'max_iter reached'})"
+    )
+    print(f"model: {args.model_out}")
+    if args.labels_out:
+        print(f"labels: {args.labels_out}")
+    return EXIT_OK
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .io import load_model, read
+
+    _check_outputs_free([args.labels_out], args.overwrite)
+    model = load_model(args.model)
+    names = getattr(model, "feature_names_in_", None)
+    table = read(
+        args.input, columns=None if names is None else list(names), id_column=args.id_column,
+        array=args.array,
+    )
+    if table.X.shape[1] != model.n_features_in_:
+        raise CommandError(
+            f"{table.source} has {table.X.shape[1]} feature columns; "
+            f"the model expects {model.n_features_in_}."
+        )
+    with dask_client(args.scheduler, args.quiet):
+        with _step(args.quiet, f"writing labels to {args.labels_out}"):
+            _write_labels(model, table, args.labels_out, distances=args.distances, overwrite=args.overwrite)
+    print(f"labelled {table.X.shape[0]:,} rows with {len(model.cluster_centers_)} clusters")
+    print(f"labels: {args.labels_out}")
+    return EXIT_OK
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from .io import load_model
+
+    model = load_model(args.model)
+    names = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in names] if names is not None else [f"x{j}" for j in range(model.n_features_in_)]
+    summary = {
+        "n_clusters": int(len(model.cluster_centers_)),
+        "n_features": int(model.n_features_in_),
+        "feature_names": names,
+        "dtype": str(model.cluster_centers_.dtype),
+        "inertia": float(model.inertia_),
+        "n_iter": int(model.n_iter_),
+        "converged": bool(model.converged_),
+        "params": {k: v for k, v in model.get_params().items() if k != "init" or isinstance(v, str)},
+        "cluster_centers": model.cluster_centers_.tolist(),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"model: {args.model}")
+    print(f"{summary['n_clusters']} clusters, {summary['n_features']} features ({summary['dtype']})")
+    print(f"inertia {summary['inertia']:.6g} after {summary['n_iter']} iterations"
+          f" ({'converged' if summary['converged'] else 'max_iter reached'})")
+    print("params: " + ", ".join(f"{k}={v!r}" for k, v in summary["params"].items()))
+    width = max(10, *(len(n) for n in names))
+    print("centres:")
+    print(" " * 8 + " ".join(f"{n[:width]:>{width}}" for n in names))
+    for j, center in enumerate(model.cluster_centers_):
+        print(f"{j:>7} " + " ".join(f"{v:>{width}.4g}" for v in center))
+    return EXIT_OK
+
+
+COMMANDS = {"fit": run_fit, "predict": run_predict, "info": run_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits with 2 on usage errors
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("dask-kmeans: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line, unless --debug
+        if args.debug:
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f"dask-kmeans: error: {message}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Reading data lakes into dask arrays, writing labels and models back, atomically.
+
+- :func:`read` turns a Zarr store, a Parquet file/directory/glob, a CSV file or a (pandas or dask)
+  DataFrame into a :class:`Table`: a 2-D float dask array with known chunk sizes, its feature names and
+  an optional id column aligned with its rows.
+- :func:`write_labels` writes labels (and optionally each row's distance to its centre, and the ids) to
+  Zarr or Parquet, out of core and aligned with the input chunks; output appears only when complete.
+- :func:`save_model` / :func:`load_model` keep a fitted ``KMeans`` in a documented JSON file.
+"""
+
+from .model import load_model, save_model
+from .readers import Table, read
+from .writers import write_labels
+
+__all__ = ["Table", "load_model", "read", "save_model", "write_labels"]

@@ -1,0 +1,360 @@
+"""Model files: a fitted ``KMeans`` in one portable JSON file, read without pickle.
+
+A model file is a UTF-8 JSON object that any language can load, indented so that it can be read and
+diffed (one line per field, per centre and per iteration). Floats are written with Python's shortest
+round-tripping ``repr``, so the centres and the inertia come back bit-identical. The per-row ``labels_``
+are not stored: they belong to the training data, not to the model (``predict`` recomputes them).
+
+========================  ===================================================================  ==============
+field                     meaning                                                              JSON type
+========================  ===================================================================  ==============
+``format``                always ``"dask-kmeans-model"``: marks the file as a model file       string
+``format_version``        version of this layout, 1; readers refuse versions newer than        integer
+                          theirs
+``library_version``       ``dask_kmeans.__version__`` of the library that wrote the file       string
+``created``               when the file was written, UTC, ISO 8601                             string
+                          (``"2026-05-09T07:35:25+00:00"``)
+``params``                the estimator's ``get_params()``, by name. An array ``init`` is a    object
+                          list of rows (it loads back as a numpy array); a ``random_state``
+                          that is a numpy ``RandomState`` or ``Generator`` cannot be stored
+                          and is ``null`` (a refit of the loaded model draws fresh entropy)
+``dtype``                 dtype of the centres: ``"float32"`` or ``"float64"``                 string
+``n_features_in``         number of features seen in ``fit``                                   integer
+``feature_names_in``      the feature names, or ``null`` when the model had no                 array of
+                          ``feature_names_in_`` attribute                                      strings, null
+``cluster_centers``       the centres, one row per cluster, shape (n_clusters, n_features).    array of
+                          float32 centres are stored as their exact float64 values             arrays of
+                                                                                               numbers
+``inertia``               ``inertia_``: weighted sum of squared distances to the nearest       number
+                          centre over the training data
+``n_iter``                ``n_iter_``: Lloyd iterations of the kept run                        integer
+``converged``             ``converged_``: whether that run met the tolerance                   boolean
+``history``               ``history_``: one object per iteration (``iteration``,               array of
+                          ``inertia``, ``center_shift``, ``relative_shift``, ...); a NaN or    objects
+                          infinity there (a relative shift of data with zero variance) is
+                          stored as ``null`` and loads back as NaN
+========================  ===================================================================  ==============
+
+NaN and infinity are not JSON. The centres and inertia of a fitted model never hold them; writing refuses
+them rather than emit the non-standard ``NaN`` token, and reading refuses that token.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+
+import fsspec
+import numpy as np
+
+from .._validation import NotFittedError
+from ..estimator import KMeans
+from ._atomic import atomic_output
+
+FORMAT_NAME = "dask-kmeans-model"
+FORMAT_VERSION = 1
+
+_CENTER_DTYPES = ("float32", "float64")
+_REQUIRED_FIELDS = (
+    "params",
+    "dtype",
+    "n_features_in",
+    "cluster_centers",
+    "inertia",
+    "n_iter",
+    "converged",
+    "history",
+)
+
+
+def save_model(
+    model: KMeans,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> str:
+    """Write a fitted ``KMeans`` to a JSON model file.
+
+    The file appears only once it is complete: it is written under a temporary name next to ``path``
+    and then moved into place.
+
+    Parameters
+    ----------
+    model : KMeans
+        A fitted estimator.
+    path : str or os.PathLike
+        Where to write: a local path or an fsspec URL (``memory://m.json``, ``s3://bucket/m.json``).
+    overwrite : bool, default=False
+        Replace an existing file at ``path``.
+    storage_options : dict, optional
+        Passed to fsspec for URLs.
+
+    Returns
+    -------
+    path : str
+        The path written.
+
+    Raises
+    ------
+    NotFittedError
+        When ``model`` has not been fitted.
+    OutputExistsError
+        When ``path`` exists and ``overwrite`` is False; nothing is written.
+    TypeError
+        When ``model`` is not a ``KMeans``, or holds a value (in ``history_`` for instance) that JSON
+        cannot represent; nothing is written.
+    ValueError
+        When the centres or the inertia are NaN or infinite; nothing is written.
+
+    See Also
+    --------
+    load_model : Read the file back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from dask_kmeans import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, init=np.array([[0, 0], [12, 3]])).fit(X)
+    >>> path = save_model(km, os.path.join(tempfile.mkdtemp(), "model.json"))
+    >>> load_model(path).predict([[0, 0], [12, 3]])
+    array([0, 1], dtype=int32)
+    """
+    document = _model_document(model)
+    path = os.fspath(path)
+    with atomic_output(path, overwrite=overwrite, storage_options=storage_options) as temporary_path:
+        # Serialised in the block, so that an existing output is refused before this work is done.
+        text = _json_text(document)
+        with fsspec.open(temporary_path, "wb", **(storage_options or {})) as file:
+            file.write((text + "\n").encode("utf-8"))
+    return path
+
+
+def load_model(path: str | os.PathLike, *, storage_options: dict | None = None) -> KMeans:
+    """Read a ``KMeans`` from a model file written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path or an fsspec URL.
+    storage_options : dict, optional
+        Passed to fsspec for URLs.
+
+    Returns
+    -------
+    model : KMeans
+        The estimator with its parameters and fitted attributes (``cluster_centers_`` in the stored
+        dtype, ``inertia_``, ``n_iter_``, ``converged_``, ``history_``, ``n_features_in_`` and, when it
+        was saved, ``feature_names_in_``), ready for ``predict``, ``transform`` and ``score``. It has no
+        ``labels_``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file at ``path``.
+    ValueError
+        When the file is not a dask-kmeans model file, is damaged, or has a ``format_version`` newer than
+        this library reads.
+
+    See Also
+    --------
+    save_model : Write the file.
+    """
+    path = os.fspath(path)
+    document = _read_document(path, storage_options)
+    return _model_from_document(document, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _model_document(model: KMeans) -> dict:
+    """The content of a model file, as plain Python values (numpy values are converted on writing)."""
+    if not isinstance(model, KMeans):
+        raise TypeError(f"save_model saves a dask_kmeans.KMeans, not a {type(model).__name__}.")
+    if not hasattr(model, "cluster_centers_"):
+        raise NotFittedError(
+            f"This {type(model).__name__} instance is not fitted yet; fit it before saving it."
+        )
+    # Imported here: the package's __init__ may import this module before it defines __version__.
+    from .. import __version__
+
+    centers = np.asarray(model.cluster_centers_)
+    if centers.dtype.name not in _CENTER_DTYPES:
+        raise TypeError(f"cluster_centers_ has dtype {centers.dtype}; a model file holds float32 or float64.")
+    params = model.get_params()
+    if not isinstance(params["init"], str):
+        params["init"] = np.asarray(params["init"]).tolist()
+    if isinstance(params["random_state"], (np.random.RandomState, np.random.Generator)):
+        params["random_state"] = None  # documented: a generator's state is not part of the format
+    feature_names = getattr(model, "feature_names_in_", None)
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "params": params,
+        "dtype": centers.dtype.name,
+        "n_features_in": int(model.n_features_in_),
+        "feature_names_in": None if feature_names is None else [str(name) for name in feature_names],
+        # float32 -> float64 is exact, and tolist() gives Python floats, which json writes with repr.
+        "cluster_centers": centers.astype(np.float64).tolist(),
+        "inertia": float(model.inertia_),
+        "n_iter": int(model.n_iter_),
+        "converged": bool(model.converged_),
+        # JSON has no NaN (relative_shift is NaN when tol=0): null stands for it, as in JavaScript.
+        "history": [
+            {name: None if _is_non_finite_float(value) else value for name, value in record.items()}
+            for record in model.history_
+        ],
+    }
+
+
+def _is_non_finite_float(value) -> bool:
+    return isinstance(value, (float, np.floating)) and not np.isfinite(value)
+
+
+def _json_text(value, *, depth: int = 0, in_list: bool = False) -> str:
+    """Indented JSON, with a list of numbers (a centre) or a record of a list (an iteration) on one line."""
+    if _fits_one_line(value, in_list):
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_plain_json)
+    inner = "  " * (depth + 1)
+    if isinstance(value, dict):
+        for name in value:
+            if not isinstance(name, str):
+                raise TypeError(f"A model file's keys are strings, not {type(name).__name__} ({name!r}).")
+        items = [
+            f"{inner}{json.dumps(name, ensure_ascii=False)}: {_json_text(item, depth=depth + 1)}"
+            for name, item in value.items()
+        ]
+        opening, closing = "{", "}"
+    else:
+        items = [f"{inner}{_json_text(item, depth=depth + 1, in_list=True)}" for item in value]
+        opening, closing = "[", "]"
+    return opening + "\n" + ",\n".join(items) + "\n" + "  " * depth + closing
+
+
+def _fits_one_line(value, in_list: bool) -> bool:
+    if isinstance(value, (list, tuple)):
+        return _all_scalars(value)
+    if isinstance(value, dict):
+        return not value or (in_list and _all_scalars(value.values()))
+    return True
+
+
+def _all_scalars(items) -> bool:
+    return all(not isinstance(item, (dict, list, tuple)) for item in items)
+
+
+def _plain_json(value):
+    """``json.dumps`` hook: numpy scalars and arrays as plain numbers and lists; anything else refused."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"A model file cannot hold a {type(value).__name__} ({value!r}): it is not JSON.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_document(path: str, storage_options: dict | None) -> dict:
+    """The parsed JSON object of a model file, with its format and version checked."""
+    try:
+        with fsspec.open(path, "rb", **(storage_options or {})) as file:
+            start = file.read(1024)
+            # A model file is a JSON object: refuse anything else before reading what may be a huge file.
+            if not start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+                raise _not_a_model_file(path, "it is not a JSON object")
+            raw = start + file.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "No model file at this path", path) from None
+    try:
+        document = json.loads(raw.decode("utf-8-sig"), parse_constant=_refuse_constant)
+    except ValueError as error:  # bad UTF-8, bad JSON, or a NaN/Infinity token
+        raise _not_a_model_file(path, f"it is not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise _not_a_model_file(path, f'its "format" field is not {FORMAT_NAME!r}')
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _not_a_model_file(path, f'its "format_version" is {version!r}, not a positive integer')
+    if version > FORMAT_VERSION:
+        from .. import __version__
+
+        raise ValueError(
+            f"{path} is a dask-kmeans model file of format version {version}, written by dask-kmeans "
+            f"{document.get('library_version', '(unknown)')}; this dask-kmeans ({__version__}) reads "
+            f"format version {FORMAT_VERSION} and older. Upgrade dask-kmeans to load it."
+        )
+    missing = [name for name in _REQUIRED_FIELDS if name not in document]
+    if missing:
+        raise _not_a_model_file(path, f"it lacks the fields {missing}")
+    return document
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _not_a_model_file(path: str, reason: str) -> ValueError:
+    return ValueError(f"{path} is not a dask-kmeans model file: {reason}.")
+
+
+def _model_from_document(document: dict, path: str) -> KMeans:
+    """A fitted ``KMeans`` from a checked model document."""
+    dtype_name = document["dtype"]
+    if dtype_name not in _CENTER_DTYPES:
+        raise _not_a_model_file(path, f'its "dtype" is {dtype_name!r}, not one of {list(_CENTER_DTYPES)}')
+    n_features = document["n_features_in"]
+    not_numbers = _not_a_model_file(path, '"cluster_centers" is not a table of numbers')
+    try:
+        centers = np.array(document["cluster_centers"])
+    except ValueError:  # ragged rows
+        raise not_numbers from None
+    if centers.dtype.kind not in "fi":  # strings, booleans or integers too large for int64
+        raise not_numbers
+    centers = centers.astype(np.float64)
+    if centers.ndim != 2 or centers.shape[0] < 1 or centers.shape[1] != n_features:
+        raise _not_a_model_file(
+            path, f'"cluster_centers" has shape {centers.shape}, not (n_clusters, {n_features})'
+        )
+    if not np.isfinite(centers).all():
+        raise _not_a_model_file(path, '"cluster_centers" holds values that are not finite')
+
+    if not isinstance(document["params"], dict):
+        raise _not_a_model_file(path, '"params" is not an object')
+    if not isinstance(document["history"], list) or not all(
+        isinstance(record, dict) for record in document["history"]
+    ):
+        raise _not_a_model_file(path, '"history" is not an array of objects')
+    params = dict(document["params"])
+    if isinstance(params.get("init"), list):
+        params["init"] = np.array(params["init"])
+    model = KMeans()
+    try:
+        model.set_params(**params)
+    except ValueError as error:
+        raise ValueError(
+            f"{path} has parameters this version of dask-kmeans does not know: {error}"
+        ) from None
+
+    model.cluster_centers_ = centers.astype(dtype_name)
+    model.inertia_ = float(document["inertia"])
+    model.n_iter_ = int(document["n_iter"])
+    model.converged_ = bool(document["converged"])
+    model.history_ = [
+        {name: float("nan") if item is None else item for name, item in record.items()}
+        for record in document["history"]
+    ]
+    model.n_features_in_ = int(n_features)
+    feature_names = document.get("feature_names_in")
+    if feature_names is not None:
+        # scikit-learn keeps feature names as an object array of str.
+        model.feature_names_in_ = np.array(feature_names, dtype=object)
+    return model
