@@ -20,6 +20,8 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
+from ._scheduler import compute
+
 SPLIT_EVERY = 8
 
 
@@ -106,7 +108,7 @@ def map_reduce(
             kwargs["state"] = state[i]
         outputs.append(delayed(chunk_fn, nout=nout)(x, w, *shared_args, **kwargs))
     if not keep_state:
-        return dask.compute(tree_reduce(outputs, combine, split_every))[0]
+        return compute(tree_reduce(outputs, combine, split_every))[0]
     new_state = [out[0] for out in outputs]
     root = tree_reduce([out[1] for out in outputs], combine, split_every)
     *new_state, root = dask.persist(*new_state, root)
@@ -117,4 +119,4 @@ def map_chunks(data: ChunkedRows, chunk_fn: Callable, *, args: tuple = ()) -> li
     """One pass that brings every chunk's (small) result back to the client, in chunk order."""
     shared_args = [delayed(a) if isinstance(a, np.ndarray) else a for a in args]
     tasks = [delayed(chunk_fn)(x, w, *shared_args, chunk=chunk) for x, w, chunk in data.blocks]
-    return list(dask.compute(*tasks))
+    return list(compute(*tasks))

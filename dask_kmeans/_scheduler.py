@@ -11,6 +11,7 @@ never per task.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 
 import dask
@@ -49,3 +50,49 @@ def blas_threads_for_dask() -> Iterator[None]:
         return
     with threadpool_limits(limits=max(1, CPU_COUNT // n_dask), user_api="blas"):
         yield
+
+
+# ----------------------------------------------------------------------------------------------------
+# Computing with an optional progress bar (the command line turns it on with dask-kmeans.progress)
+
+
+def _progress_wanted() -> tuple[bool, float]:
+    return bool(dask.config.get("dask-kmeans.progress", False)), float(
+        dask.config.get("dask-kmeans.progress-after", 1.0)
+    )
+
+
+def wait_for(futures: list) -> None:
+    """Wait for distributed futures; with progress on, draw a bar on stderr once they take a while."""
+    from distributed import wait
+
+    wanted, after_s = _progress_wanted()
+    if not wanted:
+        wait(futures)
+        return
+    try:
+        wait(futures, timeout=after_s)
+        return
+    except TimeoutError:
+        pass
+    from distributed.diagnostics.progressbar import progress
+
+    with contextlib.redirect_stdout(sys.stderr):  # the bar draws on stdout; results go there
+        progress(futures, multi=False)
+        print()
+
+
+def compute(*collections) -> tuple:
+    """``dask.compute`` on the current scheduler, with a progress bar for long passes when asked."""
+    wanted, after_s = _progress_wanted()
+    if not wanted:
+        return dask.compute(*collections)
+    client = current_client()
+    if client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(minimum=after_s, out=sys.stderr):
+            return dask.compute(*collections)
+    futures = client.compute(list(collections))
+    wait_for(futures)
+    return tuple(client.gather(futures))

@@ -8,8 +8,10 @@ Commands::
 
 INPUT is a Zarr store (``data.zarr``, ``data.zarr::group/array``), a Parquet file, directory or glob, or
 a CSV file. Without ``--scheduler`` the work runs on a local cluster sized to the machine; with it, on an
-existing Dask scheduler. Exit codes: 0 success, 1 runtime error, 2 usage error. Errors print one line on
-stderr; ``--debug`` shows the traceback instead.
+existing Dask scheduler. Progress goes to stderr: a line per iteration, and a dask progress bar
+for passes that take more than a second (``dask-kmeans.progress-after`` in the dask config). Exit codes:
+0 success, 1 runtime error, 2 usage error. Errors print one line on stderr; ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -320,8 +322,12 @@ COMMANDS = {"fit": run_fit, "predict": run_predict, "info": run_info}
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits with 2 on usage errors
+    import dask
+
     try:
-        return COMMANDS[args.command](args)
+        # A dask progress bar on stderr for passes that take more than a second.
+        with dask.config.set({"dask-kmeans.progress": not getattr(args, "quiet", True)}):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("dask-kmeans: interrupted", file=sys.stderr)
         return 130

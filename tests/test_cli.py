@@ -26,9 +26,10 @@ from .conftest import make_blobs
 FEATURES = ["electronics", "clothing", "home", "grocery"]
 
 
-def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "dask_kmeans", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +205,19 @@ def test_existing_outputs_are_kept_without_overwrite(lake, fitted, tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("info", tmp_path / "absent.json", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_progress_bar_for_long_passes(lake, fitted, tmp_path):
+    root, _ = lake
+    _, out = fitted
+    # Every pass counts as long here: the bar is drawn on stderr, and stdout keeps only the summary.
+    result = run_cli(
+        "predict", out / "model.json", root, "--labels-out", tmp_path / "l.parquet",
+        env={"DASK_DASK_KMEANS__PROGRESS_AFTER": "0"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "% Completed" in result.stderr and "% Completed" not in result.stdout
+    assert result.stdout.splitlines()[0].startswith("labelled 3,000 rows")
 
 
 def test_help_and_version():

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import zarr
 from dask.system import CPU_COUNT
 
-from .._scheduler import blas_threads_for_dask, current_client
+from .._scheduler import blas_threads_for_dask, current_client, wait_for
 from ._atomic import atomic_output
 
 ZARR_SUFFIXES = (".zarr",)
@@ -248,10 +248,8 @@ def _compute_every_write(writes: list) -> None:
     client = current_client()
     with blas_threads_for_dask():
         if client is not None:
-            from distributed import wait
-
             futures = client.compute(writes)
-            wait(futures)  # every write has finished or failed (failures of inputs fail their writes)
+            wait_for(futures)  # every write has finished or failed (failures of inputs fail their writes)
             client.gather(futures)  # raises the first error
             return
         scheduler = dask.base.get_scheduler()
