@@ -18,9 +18,16 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from ._kernels import lloyd_partials, nearest_center, update_centers
+from ._kernels import (
+    combine_non_finite,
+    flagged_rows,
+    lloyd_partials,
+    nearest_center,
+    non_finite_rows,
+    update_centers,
+)
 from ._passes import ChunkedRows, map_reduce
-from ._validation import check_finite_total
+from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
 # Stream numbers keep the draws made for different purposes independent of each other.
 _STREAM_FIRST_CENTER = 1
@@ -59,9 +66,30 @@ def draw_row_indices(data: ChunkedRows, m: int, seed: int, stream: int) -> np.nd
     return np.asarray(da.argtopk(keys, m).compute())
 
 
+def draw_finite_rows(data: ChunkedRows, m: int, seed: int, stream: int) -> np.ndarray:
+    """``m`` distinct rows drawn as by :func:`draw_row_indices`, skipping rows with NaN or infinity.
+
+    A centre must be finite even when ``nan_policy="omit"`` leaves such rows in the data. The drawn
+    rows are read and checked; if too few are finite, a larger draw follows.
+    """
+    size = m
+    for attempt in range(2):
+        size = min(data.n_samples, size)
+        rows = data.rows(draw_row_indices(data, size, seed, stream + 100 * attempt)).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(np.einsum("ij,ij->i", rows, rows))
+        if np.count_nonzero(finite) >= m:
+            return rows[finite][:m]
+        size = 4 * m + 16
+    raise NonFiniteDataError(
+        f"Only {np.count_nonzero(finite)} of {size} rows drawn at random are free of NaN and infinity, "
+        f"too few to start {m} centre(s): the data are mostly non-finite. Clean them before fitting."
+    )
+
+
 def random_init(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
     """``n_clusters`` distinct rows drawn uniformly (or by weight)."""
-    return data.rows(draw_row_indices(data, n_clusters, seed, _STREAM_RANDOM)).astype(np.float64)
+    return draw_finite_rows(data, n_clusters, seed, _STREAM_RANDOM)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -115,10 +143,14 @@ def _plusplus_chunk(X, w, chosen, trials, n_draws, seed, step, *, chunk, state=N
     n = X.shape[0]
     w = np.ones(n) if w is None else w
     d2 = state
+    non_finite = {"count": 0, "first_row": -1}
     if len(chosen):
         _, d_chosen = nearest_center(X, chosen)
+        non_finite = non_finite_rows(d_chosen, chunk.row_offset)
+        d_chosen[~np.isfinite(d_chosen)] = 0.0  # non-finite rows are never drawn
         d2 = d_chosen if d2 is None else np.minimum(d2, d_chosen)
-    trial_d2 = d2[None, :] if len(trials) == 0 else np.minimum(d2[None, :], _sq_distances(trials, X))
+    # fmin: a non-finite row's distance to a trial is NaN; it keeps its 0 and stays out of the draws.
+    trial_d2 = d2[None, :] if len(trials) == 0 else np.fmin(d2[None, :], _sq_distances(trials, X))
     weighted = trial_d2 * w
     log_u = np.log(chunk_rng(seed, _STREAM_PLUSPLUS, step, chunk.index).random((n_draws, n)))
     best_index = np.zeros((len(weighted), n_draws), dtype=np.int64)
@@ -131,6 +163,7 @@ def _plusplus_chunk(X, w, chosen, trials, n_draws, seed, step, *, chunk, state=N
                 best_index[t] = keys.argmax(axis=1)
                 best_key[t] = keys[np.arange(n_draws), best_index[t]]
     return d2, {
+        "non_finite": non_finite,
         "potentials": weighted.sum(axis=1),
         "key": best_key,
         "index": best_index + chunk.row_offset,
@@ -146,6 +179,7 @@ def _combine_plusplus(parts: list[dict]) -> dict:
     winner = np.lexsort((index, -key), axis=0)[0]
     trial, draw = np.indices(winner.shape)
     return {
+        "non_finite": combine_non_finite([p["non_finite"] for p in parts]),
         "potentials": np.sum([p["potentials"] for p in parts], axis=0),
         "key": key[winner, trial, draw],
         "index": index[winner, trial, draw],
@@ -153,14 +187,16 @@ def _combine_plusplus(parts: list[dict]) -> dict:
     }
 
 
-def kmeans_plusplus_dask(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
+def kmeans_plusplus_dask(
+    data: ChunkedRows, n_clusters: int, seed: int, nan_policy: str = "raise"
+) -> np.ndarray:
     """Greedy k-means++ over a dask array in ``n_clusters`` passes (the same draws as in memory).
 
     Each new centre is the best, by potential, of ``2 + log(k)`` trials drawn with probability
     proportional to ``weight * D(x)^2``.
     """
     n_draws = 2 + int(np.log(n_clusters))
-    first = data.rows(draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)).astype(np.float64)
+    first = draw_finite_rows(data, 1, seed, _STREAM_FIRST_CENTER)
     if n_clusters == 1:
         return first
     centers, chosen, trials, state = [first[0]], first, np.empty((0, data.n_features)), None
@@ -169,6 +205,7 @@ def kmeans_plusplus_dask(data: ChunkedRows, n_clusters: int, seed: int) -> np.nd
             data, _plusplus_chunk, _combine_plusplus, args=(chosen, trials, n_draws, seed, step),
             state=state, keep_state=True,
         )
+        check_non_finite(result["non_finite"], data.X.chunks[0], nan_policy)
         check_finite_total(float(result["potentials"].min()), "k-means++ potential")
         best = int(np.argmin(result["potentials"]))
         if len(trials):
@@ -197,6 +234,9 @@ def _nearest_candidate(X, new_candidates, first_new_id, state, origin):
     use_float32 = X.dtype == np.float32 or len(new_candidates) >= _FLOAT32_MIN_CANDIDATES
     labels, d2 = nearest_center(X, new_candidates, float32_from=origin if use_float32 else None)
     labels += first_new_id
+    bad = ~np.isfinite(d2)
+    if bad.any():  # rows with NaN or inf: never sampled, never counted (label -1)
+        d2[bad], labels[bad] = 0.0, -1
     if state is None:
         return d2, labels
     old_d2, old_labels = state
@@ -218,6 +258,7 @@ def _parallel_round_chunk(X, w, new_candidates, first_new_id, origin, oversampli
     # rows expected per chunk), and combines prune it as the partial sums of phi grow.
     keep = np.flatnonzero(score > phi)
     return state, {
+        "non_finite": flagged_rows(state[1] < 0, chunk.row_offset),
         "phi": phi,
         "score": score[keep],
         "index": keep.astype(np.int64) + chunk.row_offset,
@@ -230,6 +271,7 @@ def _combine_samples(parts: list[dict]) -> dict:
     score = np.concatenate([p["score"] for p in parts])
     keep = score > phi
     return {
+        "non_finite": combine_non_finite([p["non_finite"] for p in parts]),
         "phi": phi,
         "score": score[keep],
         "index": np.concatenate([p["index"] for p in parts])[keep],
@@ -240,7 +282,9 @@ def _combine_samples(parts: list[dict]) -> dict:
 def _candidate_weight_chunk(X, w, new_candidates, first_new_id, origin, n_candidates, *, chunk,
                             state=None):
     _, nearest = _nearest_candidate(X, new_candidates, first_new_id, state, origin)
-    return np.bincount(nearest, weights=w, minlength=n_candidates).astype(np.float64)
+    counted = nearest >= 0
+    weights = None if w is None else w[counted]
+    return np.bincount(nearest[counted], weights=weights, minlength=n_candidates).astype(np.float64)
 
 
 def _sum_arrays(parts: list) -> np.ndarray:
@@ -248,7 +292,12 @@ def _sum_arrays(parts: list) -> np.ndarray:
 
 
 def kmeans_parallel_init(
-    data: ChunkedRows, n_clusters: int, seed: int, oversampling_factor: float, init_rounds: int
+    data: ChunkedRows,
+    n_clusters: int,
+    seed: int,
+    oversampling_factor: float,
+    init_rounds: int,
+    nan_policy: str = "raise",
 ) -> np.ndarray:
     """k-means|| : a few rounds that each sample about ``oversampling_factor * k`` candidates, one pass each.
 
@@ -259,13 +308,14 @@ def kmeans_parallel_init(
     candidates to ``n_clusters`` centres.
     """
     oversampling = oversampling_factor * n_clusters
-    first = data.rows(draw_row_indices(data, 1, seed, _STREAM_FIRST_CENTER)).astype(np.float64)
+    first = draw_finite_rows(data, 1, seed, _STREAM_FIRST_CENTER)
     candidates, new, n_seen, state = [first], first, 0, None
     for round_index in range(init_rounds):
         sample, state = map_reduce(
             data, _parallel_round_chunk, _combine_samples,
             args=(new, n_seen, first[0], oversampling, seed, round_index), state=state, keep_state=True,
         )
+        check_non_finite(sample["non_finite"], data.X.chunks[0], nan_policy)
         check_finite_total(sample["phi"], "k-means|| cost")
         n_seen += len(new)
         picked = sample["score"] > sample["phi"]
@@ -276,8 +326,7 @@ def kmeans_parallel_init(
             break  # every row sits on a candidate
     n_candidates = sum(len(c) for c in candidates)
     if n_candidates < n_clusters:
-        extra = draw_row_indices(data, n_clusters - n_candidates, seed, _STREAM_TOP_UP)
-        extra_rows = data.rows(extra).astype(np.float64)
+        extra_rows = draw_finite_rows(data, n_clusters - n_candidates, seed, _STREAM_TOP_UP)
         candidates.append(extra_rows)
         new = np.vstack([new, extra_rows])
         n_candidates += len(extra_rows)
@@ -314,6 +363,7 @@ def initial_centers(
     *,
     oversampling_factor: float,
     init_rounds: int,
+    nan_policy: str = "raise",
     in_memory: np.ndarray | None = None,
     in_memory_weights: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -324,6 +374,19 @@ def initial_centers(
         return random_init(data, n_clusters, seed)
     if init == "k-means++":
         if in_memory is not None:
-            return kmeans_plusplus(in_memory, n_clusters, in_memory_weights, np.random.default_rng(seed))
-        return kmeans_plusplus_dask(data, n_clusters, seed)
-    return kmeans_parallel_init(data, n_clusters, seed, oversampling_factor, init_rounds)
+            X, weights = _finite_rows_in_memory(in_memory, in_memory_weights, data, nan_policy)
+            return kmeans_plusplus(X, n_clusters, weights, np.random.default_rng(seed))
+        return kmeans_plusplus_dask(data, n_clusters, seed, nan_policy)
+    return kmeans_parallel_init(data, n_clusters, seed, oversampling_factor, init_rounds, nan_policy)
+
+
+def _finite_rows_in_memory(X, weights, data: ChunkedRows, nan_policy: str):
+    """The rows k-means++ may use: refuse (or leave out) rows with NaN or infinity, as for a pass."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq_norms = np.einsum("ij,ij->i", X, X)
+    non_finite = non_finite_rows(sq_norms, 0)
+    if not non_finite["count"]:
+        return X, weights
+    check_non_finite(non_finite, data.X.chunks[0], nan_policy)
+    finite = np.isfinite(sq_norms)
+    return X[finite], None if weights is None else weights[finite]

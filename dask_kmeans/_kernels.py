@@ -208,6 +208,12 @@ def lloyd_partials(
         if sum_per_block:
             block_weights = None if weights is None else weights[rows_slice]
             sums += weighted_cluster_sums(block, labels[rows_slice], block_weights, n_clusters)
+    non_finite = non_finite_rows(sq_dist, row_offset)
+    if non_finite["count"]:
+        # Rows with NaN or inf (or overflowing squares) are left out of every statistic, through a zero
+        # weight on a zeroed copy of the chunk; the driver raises or counts them, as nan_policy says.
+        X, weights, labels, sq_dist = _without_non_finite_rows(X, weights, labels, sq_dist)
+        sum_per_block = False
     if not sum_per_block:
         sums = weighted_cluster_sums(X, labels, weights, n_clusters)
     if weights is None:
@@ -221,10 +227,35 @@ def lloyd_partials(
         "counts": counts,
         "inertia": inertia,
         "farthest": farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest),
+        "non_finite": non_finite,
     }
     if with_moments:
-        partials["moments"] = feature_moments(X)
+        finite = slice(None) if not non_finite["count"] else weights > 0
+        partials["moments"] = feature_moments(X[finite])
     return partials
+
+
+def non_finite_rows(sq_dist: np.ndarray, row_offset: int) -> dict:
+    """How many rows have a non-finite distance (NaN or inf in the row), and the global index of the first."""
+    return flagged_rows(~np.isfinite(sq_dist), row_offset)
+
+
+def flagged_rows(flags: np.ndarray, row_offset: int) -> dict:
+    count = int(np.count_nonzero(flags))
+    return {"count": count, "first_row": row_offset + int(np.argmax(flags)) if count else -1}
+
+
+def combine_non_finite(parts: list[dict]) -> dict:
+    firsts = [p["first_row"] for p in parts if p["count"]]
+    return {"count": sum(p["count"] for p in parts), "first_row": min(firsts) if firsts else -1}
+
+
+def _without_non_finite_rows(X, weights, labels, sq_dist):
+    """Copies in which non-finite rows weigh nothing and hold zeros (0 * NaN would still be NaN)."""
+    bad = ~np.isfinite(sq_dist)
+    X = np.where(bad[:, None], 0, X).astype(X.dtype, copy=False)
+    weights = np.where(bad, 0.0, 1.0 if weights is None else weights)
+    return X, weights, np.where(bad, 0, labels).astype(np.int32), np.where(bad, 0.0, sq_dist)
 
 
 def combine_lloyd_partials(parts: list[dict], *, n_farthest: int = 0) -> dict:
@@ -234,6 +265,7 @@ def combine_lloyd_partials(parts: list[dict], *, n_farthest: int = 0) -> dict:
         "counts": np.sum([p["counts"] for p in parts], axis=0),
         "inertia": float(np.sum([p["inertia"] for p in parts])),
         "farthest": combine_farthest([p["farthest"] for p in parts], n_farthest),
+        "non_finite": combine_non_finite([p["non_finite"] for p in parts]),
     }
     if "moments" in parts[0]:
         out["moments"] = combine_moments([p["moments"] for p in parts])
@@ -352,10 +384,18 @@ def update_centers(partials: dict, old_centers: np.ndarray) -> tuple[np.ndarray,
 
 @_quiet_non_finite
 def label_partials(
-    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """Labels of one chunk and its weighted inertia, from exact distances to the assigned centres."""
+    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, row_offset: int = 0
+) -> tuple[np.ndarray, float, dict]:
+    """Labels of one chunk, its weighted inertia from exact distances, and its non-finite rows.
+
+    Non-finite rows get the label -1 and add nothing to the inertia.
+    """
     labels, _ = nearest_center(X, centers)
     sq_dist = exact_sq_distances(X, centers, labels)
+    non_finite = non_finite_rows(sq_dist, row_offset)
+    if non_finite["count"]:
+        bad = ~np.isfinite(sq_dist)
+        labels[bad] = -1
+        sq_dist[bad] = 0.0
     inertia = float(sq_dist.sum() if weights is None else np.dot(weights, sq_dist))
-    return labels, inertia
+    return labels, inertia, non_finite

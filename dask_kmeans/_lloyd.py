@@ -18,7 +18,7 @@ import numpy as np
 
 from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, update_centers
 from ._passes import ChunkedRows, map_chunks, map_reduce
-from ._validation import check_finite_total
+from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
 logger = logging.getLogger("dask_kmeans")
 
@@ -30,6 +30,7 @@ class LloydResult:
     centers: np.ndarray
     labels: np.ndarray
     inertia: float
+    n_omitted: int
     n_iter: int
     converged: bool
     mean_variance: float | None
@@ -43,7 +44,7 @@ def _lloyd_chunk(X, w, centers, n_farthest, with_moments, *, chunk):
 
 
 def _label_chunk(X, w, centers, *, chunk):
-    return label_partials(X, w, centers)
+    return label_partials(X, w, centers, chunk.row_offset)
 
 
 def lloyd(
@@ -53,11 +54,13 @@ def lloyd(
     max_iter: int,
     tol: float,
     mean_variance: float | None = None,
+    nan_policy: str = "raise",
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` (float64, shape (k, d)).
 
     ``mean_variance`` is ``mean(var(X, axis=0))``; when it is unknown the first pass measures it.
-    Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia.
+    Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia. Rows with NaN
+    or infinity stop the fit at the first pass (``nan_policy="raise"``) or are left out ("omit").
     """
     n_clusters = centers.shape[0]
     combine = partial(combine_lloyd_partials, n_farthest=n_clusters)
@@ -69,9 +72,12 @@ def lloyd(
         stats = map_reduce(
             data, _lloyd_chunk, combine, args=(centers, n_clusters - 1, need_moments)
         )
+        check_non_finite(stats["non_finite"], data.X.chunks[0], nan_policy)
         check_finite_total(stats["inertia"], "inertia")
         if need_moments:
             moments = stats["moments"]
+            if moments["n"] == 0:
+                raise NonFiniteDataError("Every row holds NaN or infinity: nothing is left to cluster.")
             mean_variance = float(np.mean(moments["m2"] / moments["n"]))
         new_centers, n_relocated = update_centers(stats, centers)
         shift = float(((new_centers - centers) ** 2).sum())
@@ -97,11 +103,12 @@ def lloyd(
             converged = True
             logger.info("Converged at iteration %d.", iteration + 1)
             break
-    labels, inertia = final_labels(data, centers)
+    labels, inertia, n_omitted = final_labels(data, centers)
     return LloydResult(
         centers=centers,
         labels=labels,
         inertia=inertia,
+        n_omitted=n_omitted,
         n_iter=len(history),
         converged=converged,
         mean_variance=mean_variance,
@@ -109,9 +116,9 @@ def lloyd(
     )
 
 
-def final_labels(data: ChunkedRows, centers: np.ndarray) -> tuple[np.ndarray, float]:
-    """One pass: every row's label and the total weighted inertia, from exact distances."""
+def final_labels(data: ChunkedRows, centers: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """One pass: the rows' labels (-1 for rows left out), the weighted inertia, how many were left out."""
     parts = map_chunks(data, _label_chunk, args=(centers,))
     inertia = float(np.sum([p[1] for p in parts]))
     check_finite_total(inertia, "inertia")
-    return np.concatenate([p[0] for p in parts]), inertia
+    return np.concatenate([p[0] for p in parts]), inertia, sum(p[2]["count"] for p in parts)

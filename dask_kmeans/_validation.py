@@ -42,14 +42,25 @@ def check_finite_total(value: float, what: str) -> None:
         )
 
 
-def check_finite_rows(sq_dist: np.ndarray, what: str = "X") -> None:
-    """Raise if any row's distance is NaN or infinite, which happens exactly when the row is."""
-    bad = np.count_nonzero(~np.isfinite(sq_dist))
-    if bad:
-        raise NonFiniteDataError(
-            f"{what} contains NaN or infinity (or values so large that squared distances overflow) in "
-            f"{bad} row(s). Remove or impute them before predicting."
-        )
+NAN_POLICIES = ("raise", "omit")
+
+
+def check_non_finite(non_finite: dict, row_chunks: tuple | None, nan_policy: str, what: str = "X") -> None:
+    """Under ``nan_policy="raise"``, refuse data with non-finite rows, saying how many and where."""
+    count, first = non_finite["count"], non_finite["first_row"]
+    if not count or nan_policy == "omit":
+        return
+    where = ""
+    if first >= 0:
+        where = f"; the first is row {first:,}"
+        if row_chunks:
+            chunk = int(np.searchsorted(np.cumsum(row_chunks), first, side="right"))
+            where += f", in chunk {chunk} of {len(row_chunks)} (counting from 0)"
+    raise NonFiniteDataError(
+        f"{what} contains NaN or infinity (or values so large that squared distances overflow) in "
+        f"{count:,} row(s){where}. Remove or impute them, rescale the features, or pass "
+        "nan_policy='omit' to leave such rows out (they get the label -1)."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------

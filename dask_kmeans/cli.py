@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-iter", type=_positive_int, default=300, metavar="N")
     fit.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T")
     fit.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: fresh)")
+    fit.add_argument(
+        "--nan-policy", choices=["raise", "omit"], default="raise",
+        help="rows with NaN or infinity: stop with an error, or leave them out (label -1)",
+    )
     _add_run_options(fit)
 
     predict = commands.add_parser("predict", help="label a dataset with a saved model", description=(
@@ -200,12 +204,18 @@ def _check_outputs_free(paths: list[str | None], overwrite: bool) -> None:
             raise CommandError(f"{path} already exists; pass --overwrite to replace it.")
 
 
-def _labels_and_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def _labels_and_distances(X: np.ndarray, centers: np.ndarray, nan_policy: str) -> np.ndarray:
     """One block's labels and Euclidean distances to the assigned centre, as two float64 columns."""
-    from ._kernels import exact_sq_distances, nearest_center
+    from ._kernels import exact_sq_distances, flagged_rows, nearest_center
+    from ._validation import check_non_finite
 
     labels, _ = nearest_center(X, centers)
-    return np.column_stack([labels, np.sqrt(exact_sq_distances(X, centers, labels))])
+    with np.errstate(invalid="ignore", over="ignore"):
+        sq_dist = exact_sq_distances(X, centers, labels)
+    bad = ~np.isfinite(sq_dist)
+    check_non_finite(flagged_rows(bad, 0), None, nan_policy)
+    labels[bad] = -1  # left out under nan_policy="omit"; their distance stays NaN
+    return np.column_stack([labels, np.sqrt(sq_dist)])
 
 
 def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, labels=None) -> None:
@@ -218,7 +228,9 @@ def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, 
     if distances:
         # Labels and distances from one pass: both columns come from the same task per chunk.
         centers = model.cluster_centers_.astype(X.dtype)
-        both = X.map_blocks(_labels_and_distances, centers, dtype=np.float64, chunks=(X.chunks[0], (2,)))
+        both = X.map_blocks(
+            _labels_and_distances, centers, model.nan_policy, dtype=np.float64, chunks=(X.chunks[0], (2,))
+        )
         labels_out, distances_out = both[:, 0].astype(np.int32), both[:, 1]
     elif labels is not None:
         labels_out = da.from_array(labels, chunks=(X.chunks[0],))  # from the fit's last pass: no new pass
@@ -237,7 +249,7 @@ def run_fit(args: argparse.Namespace) -> int:
     _check_outputs_free([args.model_out, args.labels_out], args.overwrite)
     model = KMeans(
         args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
-        random_state=args.seed,
+        random_state=args.seed, nan_policy=args.nan_policy,
     )
     # Reading builds the graph and checks paths and columns from metadata: fail before starting a cluster.
     table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
@@ -254,6 +266,7 @@ def run_fit(args: argparse.Namespace) -> int:
     print(
         f"fitted {args.n_clusters} clusters on {n:,} rows x {d} features: inertia {model.inertia_:.6g}, "
         f"{model.n_iter_} iterations ({'converged' if model.converged_ else 'max_iter reached'})"
+        + (f", {model.n_omitted_:,} rows with NaN or infinity left out" if model.n_omitted_ else "")
     )
     print(f"model: {args.model_out}")
     if args.labels_out:

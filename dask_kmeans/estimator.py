@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 
 from ._init import initial_centers
-from ._kernels import label_partials, nearest_center
+from ._kernels import combine_non_finite, flagged_rows, label_partials, nearest_center
 from ._lloyd import lloyd, logger
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, current_client
@@ -28,9 +28,9 @@ from ._validation import (
     as_init_array,
     check_array,
     check_feature_names,
-    check_finite_rows,
     check_finite_total,
     check_n_samples,
+    check_non_finite,
     check_sample_weight,
     chunk_like_rows,
     resolve_seed,
@@ -40,6 +40,7 @@ from ._validation import (
 )
 
 _INITS = ("k-means||", "k-means++", "random")
+_NAN_POLICIES = ("raise", "omit")
 
 
 class KMeans:
@@ -88,15 +89,24 @@ default="k-means||"
     verbose : int, default=0
         With ``verbose > 0``, log each iteration (inertia, centre shift, elapsed time) through the
         ``logging`` logger "dask_kmeans" at INFO level; a stderr handler is added if none is configured.
+    nan_policy : {"raise", "omit"}, default="raise"
+        What to do with rows holding NaN or infinity (or values so large that squared distances
+        overflow). "raise": stop at the first pass with an error that says how many rows and where the
+        first one is. "omit": leave them out of the centres, the inertia and the initialisation; their
+        label is -1, ``transform`` gives them NaN distances, and ``n_omitted_`` counts them. Detected
+        from each row's distance, which every pass computes anyway: no extra pass.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         The centres, in the dtype of the data (float32 or float64).
     labels_ : ndarray of shape (n_samples,), dtype int32
-        The cluster of each training row, from the final centres (equal to ``predict(X)``).
+        The cluster of each training row, from the final centres (equal to ``predict(X)``); -1 for rows
+        left out under ``nan_policy="omit"``.
     inertia_ : float
         Sum of the weighted squared distances of the rows to their nearest centre.
+    n_omitted_ : int
+        Rows left out because they hold NaN or infinity (always 0 with ``nan_policy="raise"``).
     n_iter_ : int
         Number of Lloyd iterations of the kept run.
     converged_ : bool
@@ -159,6 +169,7 @@ default="k-means||"
         "oversampling_factor": [Interval(numbers.Real, 0, None, closed="neither")],
         "init_rounds": [Interval(numbers.Integral, 1, None)],
         "verbose": [Interval(numbers.Integral, 0, None)],
+        "nan_policy": [Options(*_NAN_POLICIES)],
     }
 
     def __init__(
@@ -173,6 +184,7 @@ default="k-means||"
         oversampling_factor: float = 2.0,
         init_rounds: int = 5,
         verbose: int = 0,
+        nan_policy: str = "raise",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -183,6 +195,7 @@ default="k-means||"
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
         self.verbose = verbose
+        self.nan_policy = nan_policy
 
     # ------------------------------------------------------------------------------------------------
     # scikit-learn's parameter protocol
@@ -296,11 +309,13 @@ default="k-means||"
                     int(seed),
                     oversampling_factor=self.oversampling_factor,
                     init_rounds=self.init_rounds,
+                    nan_policy=self.nan_policy,
                     in_memory=None if isinstance(X, da.Array) else X,
                     in_memory_weights=weights if isinstance(weights, np.ndarray) else None,
                 )
                 result = lloyd(
-                    data, centers, max_iter=self.max_iter, tol=self.tol, mean_variance=mean_variance
+                    data, centers, max_iter=self.max_iter, tol=self.tol, mean_variance=mean_variance,
+                    nan_policy=self.nan_policy,
                 )
                 mean_variance = result.mean_variance
                 logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, n_init,
@@ -308,7 +323,7 @@ default="k-means||"
                 if best is None or result.inertia < best.inertia:
                     best = result
 
-        n_distinct = len(np.unique(best.labels))
+        n_distinct = len(np.unique(best.labels[best.labels >= 0]))
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
@@ -319,6 +334,7 @@ default="k-means||"
         self.cluster_centers_ = best.centers.astype(X.dtype)
         self.labels_ = best.labels
         self.inertia_ = best.inertia
+        self.n_omitted_ = best.n_omitted
         self.n_iter_ = best.n_iter
         self.converged_ = best.converged
         self.history_ = best.history
@@ -362,8 +378,8 @@ default="k-means||"
         """
         X, centers = self._check_fitted_input(X)
         if isinstance(X, da.Array):
-            return X.map_blocks(_predict_block, centers, dtype=np.int32, drop_axis=1)
-        return _predict_block(X, centers)
+            return X.map_blocks(_predict_block, centers, self.nan_policy, dtype=np.int32, drop_axis=1)
+        return _predict_block(X, centers, self.nan_policy)
 
     def transform(self, X):
         """Euclidean distance of each row to every centre.
@@ -376,9 +392,10 @@ default="k-means||"
         X, centers = self._check_fitted_input(X)
         if isinstance(X, da.Array):
             return X.map_blocks(
-                _distances_block, centers, dtype=X.dtype, chunks=(X.chunks[0], (len(centers),))
+                _distances_block, centers, self.nan_policy, dtype=X.dtype,
+                chunks=(X.chunks[0], (len(centers),)),
             )
-        return _distances_block(X, centers)
+        return _distances_block(X, centers, self.nan_policy)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (as a dask array chunked like ``X`` when ``X`` is one)."""
@@ -418,38 +435,41 @@ default="k-means||"
         """Opposite of the weighted inertia of ``X`` with respect to the centres (higher is better)."""
         X, centers = self._check_fitted_input(X)
         weights = check_sample_weight(sample_weight, X.shape[0])
-        if not isinstance(X, da.Array) and not isinstance(weights, da.Array):
-            inertia = label_partials(X, weights, centers)[1]
-            check_finite_total(inertia, "inertia")
-            return -inertia
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
         with blas_threads_for_dask():
-            inertia = map_reduce(data, _inertia_chunk, _sum_floats, args=(centers,))
+            inertia, non_finite = map_reduce(data, _inertia_chunk, _add_inertias, args=(centers,))
+        check_non_finite(non_finite, X_dask.chunks[0], self.nan_policy)
         check_finite_total(inertia, "inertia")
         return -inertia
 
 
-def _predict_block(X, centers):
+def _predict_block(X, centers, nan_policy):
     labels, sq_dist = nearest_center(X, centers)
-    check_finite_rows(sq_dist)
+    bad = ~np.isfinite(sq_dist)
+    check_non_finite(flagged_rows(bad, 0), None, nan_policy)
+    labels[bad] = -1
     return labels
 
 
-@np.errstate(invalid="ignore", over="ignore")  # non-finite rows raise just below
-def _distances_block(X, centers):
+@np.errstate(invalid="ignore", over="ignore")  # non-finite rows raise or become NaN just below
+def _distances_block(X, centers, nan_policy):
     center_sq = np.einsum("ij,ij->i", centers, centers)
     sq = np.einsum("ij,ij->i", X, X)[:, None] - 2 * (X @ centers.T) + center_sq[None, :]
-    check_finite_rows(sq.sum(axis=1))
-    return np.sqrt(np.maximum(sq, 0, out=sq))
+    bad = ~np.isfinite(sq.sum(axis=1))
+    check_non_finite(flagged_rows(bad, 0), None, nan_policy)
+    distances = np.sqrt(np.maximum(sq, 0, out=sq))
+    distances[bad] = np.nan
+    return distances
 
 
 def _inertia_chunk(X, w, centers, *, chunk):
-    return label_partials(X, w, centers)[1]
+    _, inertia, non_finite = label_partials(X, w, centers, chunk.row_offset)
+    return inertia, non_finite
 
 
-def _sum_floats(parts: list) -> float:
-    return float(np.sum(parts))
+def _add_inertias(parts: list) -> tuple[float, dict]:
+    return float(np.sum([p[0] for p in parts])), combine_non_finite([p[1] for p in parts])
 
 
 @contextlib.contextmanager

@@ -202,6 +202,20 @@ def test_existing_outputs_are_kept_without_overwrite(lake, fitted, tmp_path):
     assert list(labels.iterdir()) == []
 
 
+def test_non_finite_rows_are_refused_or_left_out(tmp_path):
+    X, _ = make_blobs(300, 2, 2, std=0.5, seed=82)
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    frame.loc[[7, 250], "b"] = np.nan
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    args = ["fit", tmp_path / "data.csv", "-k", 2, "--model-out", tmp_path / "m.json", "--quiet"]
+    _assert_error(run_cli(*args), 1, "contains NaN or infinity (or values so large that squared distances")
+    result = run_cli(*args, "--nan-policy", "omit", "--labels-out", tmp_path / "l.zarr", "--distances")
+    assert result.returncode == 0, result.stderr
+    assert "2 rows with NaN or infinity left out" in result.stdout
+    labels = zarr.open_group(tmp_path / "l.zarr", mode="r")["labels"][:]
+    assert (labels[[7, 250]] == -1).all() and (np.delete(labels, [7, 250]) >= 0).all()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("info", tmp_path / "absent.json", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr

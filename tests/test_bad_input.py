@@ -1,0 +1,101 @@
+"""Bad input never gets a wrong answer: non-finite rows, overflow, and the policies for them."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from dask_kmeans import KMeans, NonFiniteDataError
+
+from .conftest import CountingArray, make_blobs, pick_rows
+
+N, D, K, CHUNK = 6000, 3, 4, 1000
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs(N, D, K, std=1.0, seed=91)[0]
+
+
+def _with_bad_rows(X, rows=(1234, 1240, 5000), value=np.nan):
+    X = X.copy()
+    X[list(rows), 1] = value
+    return X
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random", "array"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_raise_names_the_rows_at_the_first_pass(blobs, init, value):
+    X = _with_bad_rows(blobs, value=value)
+    source = CountingArray(X)
+    start = pick_rows(blobs, K) if init == "array" else init
+    with pytest.raises(NonFiniteDataError, match=r"in 3 row\(s\); the first is row 1,234, in chunk 1 of 6"):
+        KMeans(K, init=start, random_state=0).fit(da.from_array(source, chunks=(CHUNK, D)))
+    # Detected by the first pass over the data, not by an extra one.
+    assert max(source.reads.values()) <= 2
+
+
+def test_raise_on_numpy_input_with_in_memory_kmeans_plusplus(blobs):
+    with pytest.raises(NonFiniteDataError, match=r"in 3 row\(s\); the first is row 1,234"):
+        KMeans(K, init="k-means++", random_state=0).fit(_with_bad_rows(blobs))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e200])
+def test_omit_equals_fitting_without_the_rows(blobs, value):
+    bad = [1234, 1240, 5000]
+    X = _with_bad_rows(blobs, bad, value)
+    keep = np.setdiff1d(np.arange(N), bad)
+    C0 = pick_rows(blobs[keep], K)
+    omitted = KMeans(K, init=C0, tol=0, nan_policy="omit").fit(da.from_array(X, chunks=(CHUNK, D)))
+    clean = KMeans(K, init=C0, tol=0).fit(blobs[keep])
+    assert omitted.n_omitted_ == 3 and clean.n_omitted_ == 0
+    np.testing.assert_allclose(omitted.cluster_centers_, clean.cluster_centers_, rtol=1e-12)
+    np.testing.assert_allclose(omitted.inertia_, clean.inertia_, rtol=1e-12)
+    np.testing.assert_array_equal(omitted.labels_[bad], -1)
+    np.testing.assert_array_equal(omitted.labels_[keep], clean.labels_)
+    # The model keeps the policy: predict labels the bad rows -1, transform gives them NaN distances.
+    np.testing.assert_array_equal(omitted.predict(X), omitted.labels_)
+    distances = omitted.transform(X)
+    assert np.isnan(distances[bad]).all() and np.isfinite(distances[keep]).all()
+    np.testing.assert_allclose(omitted.score(X), -omitted.inertia_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_omit_never_starts_from_a_bad_row(blobs, init):
+    X = blobs.copy()
+    X[::2, 0] = np.nan  # half the rows
+    km = KMeans(K, init=init, random_state=3, nan_policy="omit").fit(da.from_array(X, chunks=(CHUNK, D)))
+    assert np.isfinite(km.cluster_centers_).all()
+    assert km.n_omitted_ == N // 2
+    assert (km.labels_[::2] == -1).all() and (km.labels_[1::2] >= 0).all()
+    # The centres are those of the clean rows' clusters: close to a fit on the clean rows alone.
+    clean = KMeans(K, random_state=3).fit(blobs[1::2])
+    assert km.inertia_ <= 1.01 * clean.inertia_
+
+
+def test_mostly_non_finite_data_gets_a_clear_error(blobs):
+    X = np.full_like(blobs, np.nan)
+    X[:2] = blobs[:2]
+    with pytest.raises(NonFiniteDataError, match="mostly non-finite"):
+        KMeans(K, random_state=0, nan_policy="omit").fit(da.from_array(X, chunks=(CHUNK, D)))
+
+
+def test_float32_overflow_is_detected_not_turned_into_inf_centres(blobs):
+    # 1e20 squared is 1e40, beyond float32's 3.4e38: the distances overflow even though the values fit.
+    X = blobs.astype(np.float32)
+    X[42, 0] = 1e20
+    with pytest.raises(NonFiniteDataError, match="overflow"):
+        KMeans(K, random_state=0).fit(X)
+    km = KMeans(K, random_state=0, nan_policy="omit").fit(X)
+    assert np.isfinite(km.cluster_centers_).all() and km.labels_[42] == -1
+
+
+def test_predict_refuses_non_finite_rows_under_raise(blobs):
+    km = KMeans(K, random_state=0).fit(blobs)
+    lazy = km.predict(da.from_array(_with_bad_rows(blobs), chunks=(CHUNK, D)))
+    with pytest.raises(NonFiniteDataError, match=r"in 2 row\(s\)"):  # rows 1234 and 1240 share a chunk
+        lazy.blocks[1].compute()
+
+
+def test_unknown_nan_policy_lists_the_valid_ones(blobs):
+    with pytest.raises(ValueError, match="'nan_policy' parameter must be one of 'raise', 'omit'"):
+        KMeans(K, nan_policy="ignore").fit(blobs)
