@@ -99,3 +99,64 @@ def test_predict_refuses_non_finite_rows_under_raise(blobs):
 def test_unknown_nan_policy_lists_the_valid_ones(blobs):
     with pytest.raises(ValueError, match="'nan_policy' parameter must be one of 'raise', 'omit'"):
         KMeans(K, nan_policy="ignore").fit(blobs)
+
+
+def test_more_clusters_than_distinct_points_warns_with_valid_centres():
+    from dask_kmeans import ConvergenceWarning
+
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    with pytest.warns(ConvergenceWarning, match=r"clusters \(3\) found smaller than n_clusters \(5\)"):
+        km = KMeans(5, random_state=0).fit(X)
+    assert np.isfinite(km.cluster_centers_).all()
+    assert km.inertia_ == 0.0
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "message"),
+    [
+        (np.zeros((2, 3, 4)), ValueError, "Expected a 2-D X of shape \\(n_samples, n_features\\), got 3-D"),
+        (np.zeros(5), ValueError, "X.reshape\\(-1, 1\\)"),
+        (np.zeros((0, 3)), ValueError, "0 sample\\(s\\)"),
+        (np.array([["a", "b"], ["c", "d"]]), ValueError, "K-means needs real numbers"),
+    ],
+)
+def test_shapes_and_dtypes_refused(X, error, message):
+    with pytest.raises(error, match=message):
+        KMeans(1).fit(X)
+
+
+def test_boolean_input_becomes_float64():
+    X = np.array([[True, False], [True, False], [False, True], [False, True]])
+    km = KMeans(2, init=np.array([[1.0, 0.0], [0.0, 1.0]])).fit(X)
+    assert km.cluster_centers_.dtype == np.float64 and km.inertia_ == 0.0
+
+
+def test_dask_array_with_unknown_chunks_says_what_to_do(blobs):
+    X = da.from_array(blobs, chunks=(CHUNK, D))
+    filtered = X[X[:, 0] > -100]  # a boolean mask leaves the chunk sizes unknown
+    with pytest.raises(ValueError, match="unknown chunk sizes.*compute_chunk_sizes"):
+        KMeans(K).fit(filtered)
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (lambda n: -np.ones(n), "negative values"),
+        (lambda n: np.zeros(n), "sums to zero"),
+        (lambda n: np.where(np.arange(n) == 7, np.nan, 1.0), "NaN or infinity"),
+        (lambda n: np.ones(n + 1), "expected \\(6000,\\)"),
+    ],
+)
+def test_bad_sample_weights(blobs, as_dask, weights, message):
+    w = weights(N)
+    w = da.from_array(w, chunks=700) if as_dask else w
+    with pytest.raises(ValueError, match=message):
+        KMeans(K, random_state=0).fit(blobs, sample_weight=w)
+
+
+def test_init_array_with_nan_is_refused(blobs):
+    init = pick_rows(blobs, K)
+    init[1, 1] = np.nan
+    with pytest.raises(ValueError, match="init array contains NaN or infinity"):
+        KMeans(K, init=init).fit(blobs)
