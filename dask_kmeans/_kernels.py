@@ -59,6 +59,7 @@ class _NearestCenter:
         # letting the GEMM add ||c||^2 is cheaper than adding it to the (rows x k) block afterwards.
         self.augmented = k >= 2 * n_features
         self.operand, self.center_sq = _distance_operands(centers, dtype, self.augmented)
+        rows = max(rows, 2)  # a single row is computed as two (see __call__)
         self.dist_buffer = np.empty((rows, k), dtype=dtype)
         self.row_buffer = None
         if self.augmented or origin is not None:
@@ -68,6 +69,11 @@ class _NearestCenter:
     def __call__(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels and squared distances (clipped at zero) of the rows of one block."""
         nb, d = block.shape
+        if nb == 1:
+            # numpy hands a one-row product to BLAS gemv, which rounds some columns differently from
+            # gemm: identical centres would then not tie. Two copies of the row go through gemm.
+            best, nearest = self(np.concatenate([block, block]))
+            return best[:1], nearest[:1]
         if self.row_buffer is not None:
             rows = self.row_buffer[:nb]
             if self.origin is None:

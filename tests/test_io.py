@@ -457,19 +457,14 @@ def test_atomic_output_on_a_memory_url():
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
-def test_missing_and_corrupt_zarr_chunks_are_named(tmp_path, zarr_format):
+def test_corrupt_zarr_chunks_are_named(tmp_path, zarr_format):
     values = np.arange(300.0).reshape(100, 3)
     path = tmp_path / "features.zarr"
     z = zarr.create_array(path, shape=values.shape, chunks=(10, 3), dtype="f8", zarr_format=zarr_format)
     z[:] = values
     key_of = z.metadata.encode_chunk_key
-    (path / key_of((3, 0))).unlink()  # zarr would silently read these rows as zeros
-    missing = re.escape(key_of((3, 0)))
-    with pytest.raises(ValueError, match=rf"stores 9 of its 10 chunks: 1 missing \({missing}\)"):
-        read(str(path))
-    z[30:40] = values[30:40]
     (path / key_of((5, 0))).write_bytes(b"not a compressed chunk")
     table = read(str(path))
     corrupt = re.escape(key_of((5, 0)))
-    with pytest.raises(OSError, match=rf"rows \d+ to \d+ .* chunk\(s\) .*{corrupt}.* corrupt"):
+    with pytest.raises(OSError, match=rf"rows 0 to 99 .* chunk\(s\) {corrupt} failed .* corrupt"):
         table.X.compute()

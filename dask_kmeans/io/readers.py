@@ -160,7 +160,9 @@ def read_zarr(
     ``path`` may also be written ``store.zarr::group/array``. Rows are chunked in whole multiples of the
     store's chunks (about 32 MiB per chunk, at least two chunks per core); columns go into one chunk.
     Feature names come from the array's ``feature_names`` attribute, if it has one; only then can
-    ``columns`` pick (and order) features by name.
+    ``columns`` pick (and order) features by name. A chunk absent from the store reads as the array's
+    fill value, as zarr intends (it does not store chunks that hold only the fill value), so a deleted
+    chunk cannot be told from a chunk of zeros; a chunk that cannot be decoded is named in the error.
 
     The parameters are those of :func:`read`; returns a :class:`Table`.
     """
@@ -186,7 +188,6 @@ def read_zarr(
     store_rows = (arr.shards or arr.chunks)[0]
     rows = in_memory_row_chunks(n_samples, n_features, float_dtype.itemsize, CPU_COUNT)
     rows = max(store_rows, rows // store_rows * store_rows)
-    _check_zarr_chunks_stored(arr, store, storage_options, shown)
     reader = _ChunkNamingReader(arr, shown)
     name = "read-zarr-" + dask.base.tokenize(store, arr.path, arr.shape, arr.chunks, str(arr.metadata))
     X = da.from_array(reader, chunks=(rows, max(1, n_features)), name=name, asarray=True)
@@ -230,28 +231,6 @@ class _ChunkNamingReader:
             except Exception:  # noqa: BLE001 - this is the one being looked for
                 failing.append(touched[-1])
         return failing or touched
-
-
-def _check_zarr_chunks_stored(arr: zarr.Array, store: str, storage_options: dict | None, shown: str) -> None:
-    """Refuse an array with chunks missing from its store: zarr would read them as the fill value."""
-    stored, total = arr.nchunks_initialized, arr.nchunks
-    if stored >= total:
-        return
-    missing = []
-    if not arr.shards:  # name the first missing keys (sharded stores keep several chunks per key)
-        fs, root = fsspec.core.url_to_fs(store, **(storage_options or {}))
-        grid = [-(-size // chunk) for size, chunk in zip(arr.shape, arr.chunks)]
-        for coords in itertools.product(*map(range, grid)):
-            key = arr.metadata.encode_chunk_key(coords)
-            if not fs.exists("/".join(filter(None, [root.rstrip("/"), arr.path, key]))):
-                missing.append(key)
-                if len(missing) == 5:
-                    break
-    named = f" ({', '.join(missing)}{' ...' if total - stored > len(missing) else ''})" if missing else ""
-    raise ValueError(
-        f"{shown} stores {stored} of its {total} chunks: {total - stored} missing{named} would read as "
-        f"the fill value {arr.fill_value!r}, not as data. Restore or rewrite them before clustering."
-    )
 
 
 def _split_zarr_path(path: str, array: str | None) -> tuple[str, str | None]:
@@ -437,12 +416,22 @@ def read_csv(
     if not files:
         raise FileNotFoundError(f"No CSV data at {path!r}: no such file.")
     source = f"CSV data {path!r}"
+    paths = [_full_path(fs, name) for name in files]
+    # dask would take every file's column types from a sample of the first file: a header-only first
+    # file makes every column text, and integers there with decimals (or values past int64) later break
+    # or wrap. Learn the columns from the first file that holds rows, then read the features as float64,
+    # which they become anyway.
+    sample_file = next((name for name in files if _csv_has_rows(fs, name)), files[0])
     try:
-        frame = dd.read_csv([_full_path(fs, name) for name in files], storage_options=storage_options)
+        with fs.open(sample_file, "rb") as f:
+            sample = pd.read_csv(f, nrows=1000)
     except pd.errors.ParserError as exc:
-        # dask parses a sample of the first file to learn the columns.
-        raise _csv_parse_error(files[0], exc) from None
-    features, dtype = _select_features(frame.dtypes, columns, id_column, source)
+        raise _csv_parse_error(sample_file, exc) from None
+    features, dtype = _select_features(sample.dtypes, columns, id_column, source)
+    column_types = {name: "float64" for name in features}
+    if id_column is not None:
+        column_types[id_column] = sample.dtypes[id_column]
+    frame = dd.read_csv(paths, dtype=column_types, storage_options=storage_options)
     parts = _partitions(frame, features, id_column)
     try:
         row_counts = _count_rows(parts)
@@ -452,6 +441,13 @@ def read_csv(
     id_dtype = _id_dtype(frame.dtypes, id_column)
     where = [source] * len(parts)
     return _table_from_partitions(parts, features, dtype, id_column, id_dtype, row_counts, where, source)
+
+
+def _csv_has_rows(fs: fsspec.AbstractFileSystem, name: str) -> bool:
+    """Whether a CSV file holds a data row after its header."""
+    with fs.open(name, "rb") as f:
+        f.readline()
+        return bool(f.readline().strip())
 
 
 def _csv_parse_error(where: str, exc: Exception, split: bool = False) -> ValueError:
