@@ -218,6 +218,14 @@ def _labels_and_distances(X: np.ndarray, centers: np.ndarray, nan_policy: str) -
     return np.column_stack([labels, np.sqrt(sq_dist)])
 
 
+def _remove(path: str) -> None:
+    import fsspec
+
+    fs, _, (target,) = fsspec.get_fs_token_paths(path)
+    if fs.exists(target):
+        fs.rm(target, recursive=True)
+
+
 def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, labels=None) -> None:
     import dask.array as da
 
@@ -258,11 +266,18 @@ def run_fit(args: argparse.Namespace) -> int:
     with dask_client(args.scheduler, args.quiet):
         with _step(args.quiet, "fit"), _iteration_log(args.quiet):
             model.fit(table)
-        save_model(model, args.model_out, overwrite=args.overwrite)
+        # Labels first, the model last: a run that fails leaves no model without its labels (and the
+        # label writer itself leaves nothing behind when it fails).
         if args.labels_out:
             with _step(args.quiet, f"writing labels to {args.labels_out}"):
                 _write_labels(model, table, args.labels_out, distances=args.distances,
                               overwrite=args.overwrite, labels=model.labels_)
+        try:
+            save_model(model, args.model_out, overwrite=args.overwrite)
+        except BaseException:
+            if args.labels_out:
+                _remove(args.labels_out)
+            raise
     print(
         f"fitted {args.n_clusters} clusters on {n:,} rows x {d} features: inertia {model.inertia_:.6g}, "
         f"{model.n_iter_} iterations ({'converged' if model.converged_ else 'max_iter reached'})"
