@@ -243,6 +243,8 @@ def lloyd_partials(
 
 def non_finite_rows(sq_dist: np.ndarray, row_offset: int) -> dict:
     """How many rows have a non-finite distance (NaN or inf in the row), and the global index of the first."""
+    if np.isfinite(sq_dist.sum()):  # the usual case, one cheap reduction (distances are >= 0)
+        return {"count": 0, "first_row": -1}
     return flagged_rows(~np.isfinite(sq_dist), row_offset)
 
 
