@@ -34,6 +34,7 @@ from dask.utils import natural_sort_key
 from fsspec.implementations.local import LocalFileSystem
 
 from .._validation import in_memory_row_chunks
+from ._atomic import _is_url
 
 logger = logging.getLogger("dask_kmeans")
 
@@ -658,10 +659,6 @@ def _format_of(path: str, array: str | None, storage_options: dict | None) -> st
         )
     known = ", ".join((*ZARR_SUFFIXES, *PARQUET_SUFFIXES, *CSV_SUFFIXES))
     raise ValueError(f"Cannot tell the format of {path!r} from its name; supported: {known}.")
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
 
 
 def _has_glob(path: str) -> bool:
