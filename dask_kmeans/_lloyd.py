@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -55,20 +56,26 @@ def lloyd(
     tol: float,
     mean_variance: float | None = None,
     nan_policy: str = "raise",
+    history: list[dict] = (),
+    converged: bool = False,
+    on_iteration: Callable[[np.ndarray, list[dict], float, bool], None] | None = None,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` (float64, shape (k, d)).
 
     ``mean_variance`` is ``mean(var(X, axis=0))``; when it is unknown the first pass measures it.
     Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia. Rows with NaN
     or infinity stop the fit at the first pass (``nan_policy="raise"``) or are left out ("omit").
+
+    To resume, pass the ``history`` (and ``converged``) of the iterations already done, with their
+    centres: the loop goes on from there as it would have. ``on_iteration(centers, history,
+    mean_variance, converged)`` is called after every iteration (to write a checkpoint).
     """
     n_clusters = centers.shape[0]
     combine = partial(combine_lloyd_partials, n_farthest=n_clusters)
-    history = []
-    converged = False
-    started = time.perf_counter()
-    for iteration in range(max_iter):
-        need_moments = iteration == 0 and mean_variance is None
+    history = list(history)
+    started = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
+    for iteration in range(len(history), 0 if converged else max_iter):
+        need_moments = mean_variance is None
         stats = map_reduce(
             data, _lloyd_chunk, combine, args=(centers, n_clusters - 1, need_moments)
         )
@@ -99,8 +106,10 @@ def lloyd(
             "Iteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated, %.2fs",
             iteration + 1, stats["inertia"], relative_shift, tol, n_relocated, history[-1]["elapsed"],
         )
-        if unchanged or shift <= tol * (mean_variance or 0.0):
-            converged = True
+        converged = unchanged or shift <= tol * (mean_variance or 0.0)
+        if on_iteration is not None:
+            on_iteration(centers, history, mean_variance, converged)
+        if converged:
             logger.info("Converged at iteration %d.", iteration + 1)
             break
     labels, inertia, n_omitted = final_labels(data, centers)

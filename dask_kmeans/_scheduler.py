@@ -41,6 +41,18 @@ def dask_threads_in_this_process() -> int:
     return 0  # another process pool: tasks do not run here
 
 
+def memory_for_data() -> int:
+    """Bytes the current scheduler can hold: the workers' memory limits, or this machine's free memory."""
+    import psutil  # a dependency of distributed
+
+    client = current_client()
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+        if limits and all(limits):
+            return int(sum(limits))
+    return int(psutil.virtual_memory().available)
+
+
 @contextlib.contextmanager
 def blas_threads_for_dask() -> Iterator[None]:
     """Limit BLAS threads so that BLAS threads x dask threads in this process <= cores."""

@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T")
     fit.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: fresh)")
     fit.add_argument(
+        "--persist", choices=["auto", "yes", "no"], default="auto",
+        help="keep the data in the cluster's memory (auto: when it takes at most half of it)",
+    )
+    fit.add_argument(
+        "--checkpoint", metavar="PATH",
+        help="save the fit's state here after every iteration; if it exists, resume from it",
+    )
+    fit.add_argument("--resume", action="store_true", help="resume from --checkpoint, which must exist")
+    fit.add_argument(
         "--nan-policy", choices=["raise", "omit"], default="raise",
         help="rows with NaN or infinity: stop with an error, or leave them out (label -1)",
     )
@@ -255,6 +264,13 @@ def run_fit(args: argparse.Namespace) -> int:
     from .io import read, save_model
 
     _check_outputs_free([args.model_out, args.labels_out], args.overwrite)
+    if args.resume:
+        import fsspec
+
+        if not args.checkpoint:
+            raise CommandError("--resume needs --checkpoint PATH: the checkpoint to resume from.")
+        if not fsspec.core.url_to_fs(args.checkpoint)[0].exists(args.checkpoint):
+            raise CommandError(f"--resume: no checkpoint at {args.checkpoint}; leave out --resume to start.")
     model = KMeans(
         args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         random_state=args.seed, nan_policy=args.nan_policy,
@@ -265,7 +281,8 @@ def run_fit(args: argparse.Namespace) -> int:
     _progress(args.quiet, f"{table.source}: {n:,} rows x {d} features in {table.X.numblocks[0]} chunks")
     with dask_client(args.scheduler, args.quiet):
         with _step(args.quiet, "fit"), _iteration_log(args.quiet):
-            model.fit(table)
+            persist = {"auto": "auto", "yes": True, "no": False}[args.persist]
+            model.fit(table, persist=persist, checkpoint=args.checkpoint)
         # Labels first, the model last: a run that fails leaves no model without its labels (and the
         # label writer itself leaves nothing behind when it fails).
         if args.labels_out:

@@ -8,16 +8,18 @@ import logging
 import numbers
 import sys
 import warnings
+from functools import partial
 
 import dask
 import dask.array as da
 import numpy as np
 
+from . import _checkpoint
 from ._init import initial_centers
 from ._kernels import combine_non_finite, flagged_rows, label_partials, nearest_center
-from ._lloyd import lloyd, logger
+from ._lloyd import final_labels, lloyd, logger
 from ._passes import ChunkedRows, map_reduce
-from ._scheduler import blas_threads_for_dask, current_client
+from ._scheduler import blas_threads_for_dask, current_client, memory_for_data
 from ._validation import (
     ArrayLike,
     ConvergenceWarning,
@@ -262,7 +264,7 @@ default="k-means||"
             return 10 if self.init == "random" else 1
         return int(self.n_init)
 
-    def fit(self, X, y=None, sample_weight=None) -> KMeans:
+    def fit(self, X, y=None, sample_weight=None, *, persist="auto", checkpoint=None) -> KMeans:
         """Compute the K-means clustering.
 
         Parameters
@@ -274,6 +276,17 @@ default="k-means||"
         sample_weight : array-like or dask array of shape (n_samples,), default=None
             Non-negative weight of each row in the centres, the inertia and the initialisation.
             Integer weights give the same result as repeating rows.
+        persist : "auto", bool, default="auto"
+            Whether to keep a dask array in the cluster's memory for the fit, so that passes do not read it
+            from its store again. "auto" persists when the data take at most half of the workers' memory
+            limits (or of this machine's free memory with a local scheduler); otherwise every pass streams
+            the data from its source, holding one chunk per task. An in-memory array goes to a cluster's
+            workers once whatever this says.
+        checkpoint : str or path, default=None
+            A file where the fit's state is saved (atomically) after the initialisation and every
+            iteration. If the file exists, the fit resumes from it and ends with the same centres as an
+            uninterrupted fit; a checkpoint of other data or parameters is refused. The file is removed
+            when the fit completes.
 
         Returns
         -------
@@ -294,34 +307,13 @@ default="k-means||"
 
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
-        if not isinstance(X, da.Array) and current_client() is not None:
-            # In-memory input goes to the cluster's workers once, not with every pass's graph. Local
-            # schedulers read views of it in place, without a copy.
+        if _should_persist(X, persist):
             data = ChunkedRows(*dask.persist(data.X, data.weights))
 
-        best, mean_variance = None, None
         with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
-            for run, seed in enumerate(seeds):
-                centers = initial_centers(
-                    data,
-                    self.n_clusters,
-                    init,
-                    int(seed),
-                    oversampling_factor=self.oversampling_factor,
-                    init_rounds=self.init_rounds,
-                    nan_policy=self.nan_policy,
-                    in_memory=None if isinstance(X, da.Array) else X,
-                    in_memory_weights=weights if isinstance(weights, np.ndarray) else None,
-                )
-                result = lloyd(
-                    data, centers, max_iter=self.max_iter, tol=self.tol, mean_variance=mean_variance,
-                    nan_policy=self.nan_policy,
-                )
-                mean_variance = result.mean_variance
-                logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, n_init,
-                            result.inertia, result.n_iter)
-                if best is None or result.inertia < best.inertia:
-                    best = result
+            runner = _Runs(self, data, init, X if not isinstance(X, da.Array) else None,
+                           weights if isinstance(weights, np.ndarray) else None, checkpoint)
+            best = runner.run(seeds)
 
         n_distinct = len(np.unique(best.labels[best.labels >= 0]))
         if n_distinct < self.n_clusters:
@@ -442,6 +434,94 @@ default="k-means||"
         check_non_finite(non_finite, X_dask.chunks[0], self.nan_policy)
         check_finite_total(inertia, "inertia")
         return -inertia
+
+
+def _should_persist(X, persist) -> bool:
+    if persist not in ("auto", True, False):
+        raise ValueError(f"persist must be 'auto', True or False; got {persist!r}.")
+    if not isinstance(X, da.Array):
+        return current_client() is not None  # local schedulers read views of the array in place
+    if persist == "auto":
+        return X.nbytes <= 0.5 * memory_for_data()
+    return persist
+
+
+class _Runs:
+    """The n_init runs of one fit (initialisation, then Lloyd), checkpointed when asked."""
+
+    def __init__(self, model: KMeans, data: ChunkedRows, init, in_memory, in_memory_weights, checkpoint):
+        self.model, self.data, self.init = model, data, init
+        self.in_memory, self.in_memory_weights = in_memory, in_memory_weights
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.state = None
+        if self.checkpoint is not None:
+            self.fingerprint = {
+                "params": _checkpoint.params_fingerprint(model.get_params()),
+                "data": _checkpoint.data_fingerprint(data),
+            }
+            self.state = _checkpoint.load(self.checkpoint, self.fingerprint)
+            if self.state is not None:
+                logger.info("Resuming from the checkpoint %s.", self.checkpoint)
+
+    def run(self, seeds: np.ndarray):
+        model = self.model
+        if self.state is not None:
+            seeds = np.array(self.state["seeds"], dtype=np.int64)
+        finished = [] if self.state is None else self.state["finished"]
+        current = None if self.state is None else self.state["current"]
+        results = [_RestoredRun(**summary) for summary in finished]
+        mean_variance = finished[0]["mean_variance"] if finished else None
+        for run in range(len(finished), len(seeds)):
+            if current is not None and current["run"] == run:
+                centers, history = np.array(current["centers"]), current["history"]
+                converged, mean_variance = current["converged"], current["mean_variance"]
+            else:
+                centers = initial_centers(
+                    self.data, model.n_clusters, self.init, int(seeds[run]),
+                    oversampling_factor=model.oversampling_factor, init_rounds=model.init_rounds,
+                    nan_policy=model.nan_policy, in_memory=self.in_memory,
+                    in_memory_weights=self.in_memory_weights,
+                )
+                history, converged = [], False
+                self._save(seeds, finished, run, centers, history, mean_variance, converged)
+            result = lloyd(
+                self.data, centers, max_iter=model.max_iter, tol=model.tol, mean_variance=mean_variance,
+                nan_policy=model.nan_policy, history=history, converged=converged,
+                on_iteration=partial(self._save, seeds, finished, run) if self.checkpoint else None,
+            )
+            mean_variance = result.mean_variance
+            logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, len(seeds),
+                        result.inertia, result.n_iter)
+            results.append(result)
+            finished = [*finished, _checkpoint.run_summary(result)]
+            self._save(seeds, finished, None)
+        best = min(results, key=lambda r: r.inertia)
+        if isinstance(best, _RestoredRun):  # finished before a restart: its labels need a final pass
+            best.labels, best.inertia, best.n_omitted = final_labels(self.data, best.centers)
+        if self.checkpoint is not None:
+            _checkpoint.remove(self.checkpoint)
+        return best
+
+    def _save(self, seeds, finished, run, centers=None, history=None, mean_variance=None, converged=False):
+        if self.checkpoint is None:
+            return
+        current = None if run is None else {
+            "run": run, "centers": np.asarray(centers).tolist(), "history": history,
+            "mean_variance": mean_variance, "converged": bool(converged),
+        }
+        _checkpoint.save(self.checkpoint, {
+            **self.fingerprint, "seeds": [int(s) for s in seeds], "finished": finished, "current": current,
+        })
+
+
+class _RestoredRun:
+    """A run finished before the process restarted, read from its checkpoint."""
+
+    def __init__(self, centers, inertia, n_iter, converged, history, mean_variance):
+        self.centers = np.array(centers, dtype=np.float64)
+        self.inertia, self.n_iter, self.converged = inertia, n_iter, converged
+        self.history, self.mean_variance = history, mean_variance
+        self.labels, self.n_omitted = None, 0
 
 
 def _predict_block(X, centers, nan_policy):

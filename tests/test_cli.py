@@ -177,6 +177,10 @@ def test_unreachable_scheduler_fails_fast(lake, tmp_path):
         (["fit", "{root}", "-k", "5000", "--model-out", "{tmp}/m.json", "--id-column", "customer_id"],
          1, "n_samples=3000 should be >= n_clusters=5000"),
         (["info", "{tmp}/not-a-model.json"], 1, "not a dask-kmeans model"),
+        (["fit", "{root}", "-k", "2", "--model-out", "{tmp}/m.json", "--resume"],
+         1, "--resume needs --checkpoint"),
+        (["fit", "{root}", "-k", "2", "--model-out", "{tmp}/m.json", "--resume", "--checkpoint", "{tmp}/c"],
+         1, "no checkpoint at"),
         (["predict", "{tmp}/absent.json", "{root}", "--labels-out", "{tmp}/l.parquet"], 1, "absent.json"),
     ],
 )

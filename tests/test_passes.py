@@ -18,8 +18,9 @@ def source():
     return CountingArray(X)
 
 
-def _fit(source, **params):
-    return KMeans(K, **params).fit(da.from_array(source, chunks=(CHUNK, D)))
+def _fit(source, persist=False, **params):
+    # persist=False: every pass reads the source, so the reads count the passes.
+    return KMeans(K, **params).fit(da.from_array(source, chunks=(CHUNK, D)), persist=persist)
 
 
 def test_lloyd_reads_each_chunk_once_per_iteration_plus_final_pass(source):
@@ -63,3 +64,18 @@ def test_predict_on_dask_is_lazy_and_reads_once(source):
     assert isinstance(labels, da.Array) and not source.reads
     np.testing.assert_array_equal(labels.compute(), km.predict(source.data))
     assert dict(source.reads) == {start: 1 for start in range(0, N, CHUNK)}
+
+
+@pytest.mark.parametrize("persist", [True, "auto"])
+def test_persisted_data_is_read_once(source, persist):
+    km = _fit(source, persist=persist, init="k-means||", random_state=0, max_iter=5, tol=0)
+    assert km.n_iter_ == 5
+    assert dict(source.reads) == {start: 1 for start in range(0, N, CHUNK)}
+
+
+def test_persist_auto_streams_data_larger_than_half_the_memory(source, monkeypatch):
+    import dask_kmeans.estimator
+
+    monkeypatch.setattr(dask_kmeans.estimator, "memory_for_data", lambda: 2 * source.data.nbytes - 1)
+    km = _fit(source, persist="auto", init=pick_rows(source.data, K), max_iter=3, tol=0)
+    assert dict(source.reads) == {start: km.n_iter_ + 1 for start in range(0, N, CHUNK)}

@@ -1,0 +1,126 @@
+"""Checkpoints of a fit in progress: written after the initialisation and every iteration, read to resume.
+
+A checkpoint is one JSON file holding what the client needs to go on exactly where it stopped: the seeds
+of every initialisation, the runs already finished (their centres, inertia, iterations and history), and
+the state of the run in progress (its centres, history, the data's mean variance, whether it converged).
+Floats are written with Python's round-tripping ``repr``, so a resumed fit ends with the same centres as
+an uninterrupted one. Each write replaces the file atomically: a process killed mid-write leaves the
+previous checkpoint intact.
+
+A checkpoint remembers the parameters and a fingerprint of the data (shape, dtype, chunking and three
+rows); resuming with other data or parameters is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+
+import fsspec
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+from ._passes import ChunkedRows
+
+FORMAT_NAME = "dask-kmeans-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint was written by a fit of other data or with other parameters."""
+
+
+def data_fingerprint(data: ChunkedRows) -> str:
+    """A hash of the data's shape, dtype, chunking, and its first, middle and last rows (and weights)."""
+    n = data.n_samples
+    rows = sorted({0, n // 2, n - 1})
+    digest = hashlib.sha256()
+    digest.update(repr((data.X.shape, str(data.dtype), data.X.chunks[0])).encode())
+    digest.update(np.ascontiguousarray(data.rows(rows)).tobytes())
+    if data.weights is not None:
+        digest.update(np.ascontiguousarray(data.weights[rows].compute()).tobytes())
+    return digest.hexdigest()
+
+
+def params_fingerprint(params: dict) -> dict:
+    """The parameters that decide the result, as JSON values (verbose does not)."""
+    out = {}
+    for name, value in sorted(params.items()):
+        if name == "verbose":
+            continue
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, (np.random.RandomState, np.random.Generator)):
+            value = f"<{type(value).__name__}>"  # the drawn seeds are in the checkpoint itself
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[name] = value
+    return out
+
+
+def load(path: str, expected: dict) -> dict | None:
+    """The checkpoint's state, or None if there is none; refuse one from another data set or parameters."""
+    fs, target = fsspec.core.url_to_fs(str(path))
+    if not fs.exists(target):
+        return None
+    with fs.open(target, "r", encoding="utf-8") as f:
+        try:
+            state = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise CheckpointMismatchError(f"{path} is not a dask-kmeans checkpoint ({exc}).") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
+        raise CheckpointMismatchError(f"{path} is not a dask-kmeans checkpoint.")
+    for what in ("data", "params"):
+        if state.get(what) != expected[what]:
+            detail = "other data" if what == "data" else _params_difference(state.get(what), expected[what])
+            raise CheckpointMismatchError(
+                f"The checkpoint {path} was written by a fit of {detail}; resuming it would mix two fits. "
+                "Give the same data and parameters to resume, or delete the checkpoint (or choose another "
+                "path) to start afresh."
+            )
+    return state
+
+
+def _params_difference(saved: dict | None, given: dict) -> str:
+    saved = saved or {}
+    changed = [f"{name} ({saved.get(name)!r} there, {given[name]!r} now)"
+               for name in given if saved.get(name) != given[name]]
+    return "other parameters: " + ", ".join(changed[:4])
+
+
+def save(path: str, state: dict) -> None:
+    """Replace the checkpoint atomically: write a temporary file next to it, then move it over."""
+    fs, target = fsspec.core.url_to_fs(str(path))
+    parent, name = os.path.split(target)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}" if parent else f".{name}.tmp-{uuid.uuid4().hex}"
+    payload = json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, allow_nan=True)
+    try:
+        with fs.open(tmp, "w", encoding="utf-8") as f:
+            f.write(payload)
+        if isinstance(fs, LocalFileSystem):
+            os.replace(tmp, target)  # atomic on POSIX, also over an existing file
+        else:
+            fs.mv(tmp, target)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def remove(path: str) -> None:
+    fs, target = fsspec.core.url_to_fs(str(path))
+    if fs.exists(target):
+        fs.rm(target)
+
+
+def run_summary(result) -> dict:
+    """What a finished run leaves in the checkpoint (its labels are recomputed if it wins)."""
+    return {
+        "centers": result.centers.tolist(),
+        "inertia": result.inertia,
+        "n_iter": result.n_iter,
+        "converged": result.converged,
+        "history": result.history,
+        "mean_variance": result.mean_variance,
+    }
