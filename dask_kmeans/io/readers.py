@@ -15,7 +15,6 @@ What building a Table costs before any fit:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from dask.utils import natural_sort_key
 from fsspec.implementations.local import LocalFileSystem
 
 from .._validation import in_memory_row_chunks
+from .._zarr_reads import ChunkNamingReader
 from ._atomic import _is_url
 
 logger = logging.getLogger("dask_kmeans")
@@ -189,49 +189,13 @@ def read_zarr(
     store_rows = (arr.shards or arr.chunks)[0]
     rows = in_memory_row_chunks(n_samples, n_features, float_dtype.itemsize, CPU_COUNT)
     rows = max(store_rows, rows // store_rows * store_rows)
-    reader = _ChunkNamingReader(arr, shown)
+    reader = ChunkNamingReader(arr, shown)
     name = "read-zarr-" + dask.base.tokenize(store, arr.path, arr.shape, arr.chunks, str(arr.metadata))
     X = da.from_array(reader, chunks=(rows, max(1, n_features)), name=name, asarray=True)
     X = X.astype(float_dtype, copy=False)
     if columns is not None:
         X, feature_names = _zarr_columns(X, feature_names, columns, shown)
     return Table(X=X, feature_names=feature_names, source=shown)
-
-
-class _ChunkNamingReader:
-    """A Zarr array whose failed reads name the store chunks they touched (a corrupt or unreadable one).
-
-    zarr's own error ("Zstd decompression error: invalid input data") says what failed, not where.
-    """
-
-    def __init__(self, arr: zarr.Array, shown: str):
-        self.arr, self.shown = arr, shown
-        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
-
-    def __getitem__(self, key):
-        try:
-            return self.arr[key]
-        except Exception as exc:  # noqa: BLE001 - re-raised with the failing chunks named
-            rows = key[0] if isinstance(key, tuple) else key
-            start, stop, _ = rows.indices(self.shape[0]) if isinstance(rows, slice) else (0, self.shape[0], 1)
-            failing = self._failing_chunks(start, stop)
-            raise OSError(
-                f"Cannot read rows {start:,} to {stop - 1:,} of {self.shown}: store chunk(s) "
-                f"{', '.join(failing[:5])}{' ...' if len(failing) > 5 else ''} failed ({type(exc).__name__}: "
-                f"{exc}). The chunk may be corrupt: rewrite it, or restore it from a copy."
-            ) from exc
-
-    def _failing_chunks(self, start: int, stop: int) -> list[str]:
-        """Read the store chunks of rows start:stop one at a time and return the keys of those that fail."""
-        (row_step, col_step), failing, touched = self.arr.chunks, [], []
-        column_chunks = range(-(-self.shape[1] // col_step))
-        for i, j in itertools.product(range(start // row_step, -(-stop // row_step)), column_chunks):
-            touched.append(self.arr.metadata.encode_chunk_key((i, j)))
-            try:
-                self.arr[i * row_step : (i + 1) * row_step, j * col_step : (j + 1) * col_step]
-            except Exception:  # noqa: BLE001 - this is the one being looked for
-                failing.append(touched[-1])
-        return failing or touched
 
 
 def _split_zarr_path(path: str, array: str | None) -> tuple[str, str | None]:

@@ -1,0 +1,133 @@
+"""Out of core and fault tolerant: data larger than the workers' memory, killed workers, small graphs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from dask.callbacks import Callback
+from distributed import Client, LocalCluster
+
+from dask_kmeans import KMeans
+from dask_kmeans.io import read
+
+from .conftest import make_blobs, pick_rows
+
+
+def _write_blobs_zarr(path, n_rows: int, n_features: int, chunk_rows: int, seed: int) -> None:
+    """float32 blobs written chunk by chunk: the test process never holds the whole array."""
+    centers = np.random.default_rng(seed).uniform(-10, 10, (8, n_features))
+    z = zarr.create_array(  # uncompressed: random floats barely compress, and it writes 3x faster
+        path, shape=(n_rows, n_features), chunks=(chunk_rows, n_features), dtype="f4", compressors=None
+    )
+    for i, start in enumerate(range(0, n_rows, chunk_rows)):
+        rng = np.random.default_rng([seed, i])
+        rows = min(chunk_rows, n_rows - start)
+        block = centers[rng.integers(8, size=rows)] + 2.0 * rng.standard_normal((rows, n_features))
+        z[start : start + rows] = block.astype(np.float32)
+
+
+def _worker_pids(client) -> dict:
+    return client.run(os.getpid)
+
+
+def test_data_several_times_the_workers_memory_streams_through(tmp_path):
+    # 1.2 GB of float32 against two workers limited to 256 MiB each (2.2x their combined memory; a
+    # worker process alone takes about 120 MiB).
+    path = tmp_path / "big.zarr"
+    n_rows, n_features, chunk_rows = 9_375_000, 32, 125_000
+    _write_blobs_zarr(path, n_rows, n_features, chunk_rows, seed=1)
+    table = read(str(path))
+    assert table.X.nbytes >= 2 * 2 * 256 * 2**20
+    C0 = np.asarray(table.X[:: n_rows // 8][:8].compute(), dtype=np.float64)
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="256MiB", processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        pids = _worker_pids(client)
+        km = KMeans(8, init=C0, tol=0, max_iter=3).fit(table.X)  # persist="auto" must stream
+        assert _worker_pids(client) == pids, "a worker was restarted"
+        peak = client.run(lambda: __import__("psutil").Process().memory_info().rss)
+    assert max(peak.values()) < 256 * 2**20
+    # The same centres as the in-memory fit from the same start (sums in another order: rtol 1e-9).
+    X = zarr.open_array(path, mode="r")[:]
+    in_memory = KMeans(8, init=C0, tol=0, max_iter=3).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, in_memory.cluster_centers_, rtol=1e-6)
+    np.testing.assert_array_equal(km.labels_, in_memory.labels_)
+
+
+class _KillAWorkerAt(logging.Handler):
+    """Kills one worker process (SIGKILL) when the fit logs the given iteration."""
+
+    def __init__(self, client, iteration: int):
+        super().__init__()
+        self.client, self.iteration, self.killed = client, iteration, None
+
+    def emit(self, record):
+        if self.killed is None and record.getMessage().startswith(f"Iteration {self.iteration}:"):
+            address, pid = sorted(self.client.run(os.getpid).items())[0]
+            os.kill(pid, signal.SIGKILL)
+            self.killed = address
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_a_killed_worker_does_not_change_the_result(tmp_path, persist):
+    path = tmp_path / "data.zarr"
+    _write_blobs_zarr(path, 200_000, 8, 20_000, seed=2)
+    table = read(str(path))
+    logger = logging.getLogger("dask_kmeans")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        undisturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
+        killer = _KillAWorkerAt(client, iteration=3)
+        logger.addHandler(killer)
+        previous = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            disturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
+        finally:
+            logger.removeHandler(killer)
+            logger.setLevel(previous)
+    assert killer.killed is not None
+    assert np.array_equal(disturbed.cluster_centers_, undisturbed.cluster_centers_)
+    np.testing.assert_array_equal(disturbed.labels_, undisturbed.labels_)
+    assert disturbed.inertia_ == undisturbed.inertia_
+
+
+class _GraphSizes(Callback):
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def _start(self, dsk):
+        self.sizes.append(len(dsk))
+
+
+def test_the_graph_of_an_iteration_is_small_and_does_not_grow():
+    X, _ = make_blobs(40_000, 4, 5, std=2.0, seed=3)
+    n_chunks = 40
+    data = da.from_array(X, chunks=(1000, 4))
+    with dask.config.set(scheduler="threads"), _GraphSizes() as graphs:
+        km = KMeans(5, init=pick_rows(X, 5), tol=0, max_iter=6).fit(data, persist=False)
+    iterations = graphs.sizes[: km.n_iter_]
+    assert len(set(iterations)) == 1, iterations
+    # One task per chunk to read it, one for the kernel, a tree of combines, the centres: O(chunks).
+    assert iterations[0] <= 3 * n_chunks + 10
+
+
+def test_same_result_on_one_or_two_workers_threads_or_processes(tmp_path):
+    path = tmp_path / "data.zarr"
+    _write_blobs_zarr(path, 60_000, 6, 7_000, seed=6)
+    table = read(str(path))
+    results = []
+    for n_workers, processes in [(1, True), (2, True), (2, False)]:
+        with LocalCluster(n_workers=n_workers, threads_per_worker=2 // n_workers, processes=processes,
+                          dashboard_address=":0") as cluster, Client(cluster):
+            results.append(KMeans(8, random_state=9, tol=1e-6).fit(table.X, persist=False))
+    for other in results[1:]:
+        assert np.array_equal(other.cluster_centers_, results[0].cluster_centers_)
+        np.testing.assert_array_equal(other.labels_, results[0].labels_)
