@@ -29,7 +29,8 @@ class LloydResult:
     """What one Lloyd run found. ``history`` has one dict per iteration."""
 
     centers: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
+    sizes: np.ndarray
     inertia: float
     n_omitted: int
     n_iter: int
@@ -44,8 +45,10 @@ def _lloyd_chunk(X, w, centers, n_farthest, with_moments, *, chunk):
     )
 
 
-def _label_chunk(X, w, centers, *, chunk):
-    return label_partials(X, w, centers, chunk.row_offset)
+def _label_chunk(X, w, centers, keep_labels, *, chunk):
+    labels, inertia, non_finite = label_partials(X, w, centers, chunk.row_offset)
+    sizes = np.bincount(labels[labels >= 0], minlength=len(centers))
+    return (labels if keep_labels else None), inertia, non_finite, sizes
 
 
 def lloyd(
@@ -59,6 +62,7 @@ def lloyd(
     history: list[dict] = (),
     converged: bool = False,
     on_iteration: Callable[[np.ndarray, list[dict], float, bool], None] | None = None,
+    compute_labels: bool = True,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers`` (float64, shape (k, d)).
 
@@ -112,10 +116,11 @@ def lloyd(
         if converged:
             logger.info("Converged at iteration %d.", iteration + 1)
             break
-    labels, inertia, n_omitted = final_labels(data, centers)
+    labels, inertia, n_omitted, sizes = final_labels(data, centers, compute_labels)
     return LloydResult(
         centers=centers,
         labels=labels,
+        sizes=sizes,
         inertia=inertia,
         n_omitted=n_omitted,
         n_iter=len(history),
@@ -125,9 +130,13 @@ def lloyd(
     )
 
 
-def final_labels(data: ChunkedRows, centers: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """One pass: the rows' labels (-1 for rows left out), the weighted inertia, how many were left out."""
-    parts = map_chunks(data, _label_chunk, args=(centers,))
+def final_labels(
+    data: ChunkedRows, centers: np.ndarray, keep_labels: bool = True
+) -> tuple[np.ndarray | None, float, int, np.ndarray]:
+    """One pass: the rows' labels (-1 for rows left out; None unless ``keep_labels``), the weighted
+    inertia, how many rows were left out, and the number of rows in each cluster."""
+    parts = map_chunks(data, _label_chunk, args=(centers, keep_labels))
     inertia = float(np.sum([p[1] for p in parts]))
     check_finite_total(inertia, "inertia")
-    return np.concatenate([p[0] for p in parts]), inertia, sum(p[2]["count"] for p in parts)
+    labels = np.concatenate([p[0] for p in parts]) if keep_labels else None
+    return labels, inertia, sum(p[2]["count"] for p in parts), np.sum([p[3] for p in parts], axis=0)

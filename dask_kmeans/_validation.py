@@ -110,6 +110,14 @@ class Options:
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
+class Boolean:
+    def accepts(self, value) -> bool:
+        return isinstance(value, (bool, np.bool_))
+
+    def __str__(self) -> str:
+        return "a bool"
+
+
 class ArrayLike:
     def accepts(self, value) -> bool:
         return hasattr(value, "shape") or isinstance(value, (list, tuple))

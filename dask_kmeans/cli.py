@@ -153,7 +153,7 @@ def dask_client(address: str | None, quiet: bool) -> Iterator[object]:
         from dask.system import CPU_COUNT
 
         with LocalCluster(
-            n_workers=CPU_COUNT, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=CPU_COUNT, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         ) as cluster, Client(cluster) as client:
             _progress(quiet, f"local cluster: {CPU_COUNT} workers")
@@ -288,7 +288,7 @@ def run_fit(args: argparse.Namespace) -> int:
         if args.labels_out:
             with _step(args.quiet, f"writing labels to {args.labels_out}"):
                 _write_labels(model, table, args.labels_out, distances=args.distances,
-                              overwrite=args.overwrite, labels=model.labels_)
+                              overwrite=args.overwrite, labels=getattr(model, "labels_", None))
         try:
             save_model(model, args.model_out, overwrite=args.overwrite)
         except BaseException:

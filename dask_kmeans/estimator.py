@@ -22,6 +22,7 @@ from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, current_client, memory_for_data
 from ._validation import (
     ArrayLike,
+    Boolean,
     ConvergenceWarning,
     Interval,
     NotFittedError,
@@ -97,6 +98,10 @@ default="k-means||"
         first one is. "omit": leave them out of the centres, the inertia and the initialisation; their
         label is -1, ``transform`` gives them NaN distances, and ``n_omitted_`` counts them. Detected
         from each row's distance, which every pass computes anyway: no extra pass.
+    compute_labels : bool, default=True
+        Whether ``fit`` keeps ``labels_``, one int32 per row, on the client. For data far larger than
+        memory pass False: the client then holds nothing per row, and ``predict(X)`` gives the labels
+        lazily, chunk by chunk (for example to write them with ``dask_kmeans.io.write_labels``).
 
     Attributes
     ----------
@@ -104,7 +109,7 @@ default="k-means||"
         The centres, in the dtype of the data (float32 or float64).
     labels_ : ndarray of shape (n_samples,), dtype int32
         The cluster of each training row, from the final centres (equal to ``predict(X)``); -1 for rows
-        left out under ``nan_policy="omit"``.
+        left out under ``nan_policy="omit"``. Not set with ``compute_labels=False``.
     inertia_ : float
         Sum of the weighted squared distances of the rows to their nearest centre.
     n_omitted_ : int
@@ -172,6 +177,7 @@ default="k-means||"
         "init_rounds": [Interval(numbers.Integral, 1, None)],
         "verbose": [Interval(numbers.Integral, 0, None)],
         "nan_policy": [Options(*_NAN_POLICIES)],
+        "compute_labels": [Boolean()],
     }
 
     def __init__(
@@ -187,6 +193,7 @@ default="k-means||"
         init_rounds: int = 5,
         verbose: int = 0,
         nan_policy: str = "raise",
+        compute_labels: bool = True,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -198,6 +205,7 @@ default="k-means||"
         self.init_rounds = init_rounds
         self.verbose = verbose
         self.nan_policy = nan_policy
+        self.compute_labels = compute_labels
 
     # ------------------------------------------------------------------------------------------------
     # scikit-learn's parameter protocol
@@ -315,7 +323,7 @@ default="k-means||"
                            weights if isinstance(weights, np.ndarray) else None, checkpoint)
             best = runner.run(seeds)
 
-        n_distinct = len(np.unique(best.labels[best.labels >= 0]))
+        n_distinct = int(np.count_nonzero(best.sizes))
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
@@ -324,7 +332,10 @@ default="k-means||"
                 stacklevel=2,
             )
         self.cluster_centers_ = best.centers.astype(X.dtype)
-        self.labels_ = best.labels
+        if self.compute_labels:
+            self.labels_ = best.labels
+        elif hasattr(self, "labels_"):
+            del self.labels_
         self.inertia_ = best.inertia
         self.n_omitted_ = best.n_omitted
         self.n_iter_ = best.n_iter
@@ -391,7 +402,10 @@ default="k-means||"
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (as a dask array chunked like ``X`` when ``X`` is one)."""
-        labels = self.fit(X, sample_weight=sample_weight).labels_
+        self.fit(X, sample_weight=sample_weight)
+        if not self.compute_labels:
+            return self.predict(X)
+        labels = self.labels_
         if isinstance(X, da.Array):
             return da.from_array(labels, chunks=(X.chunks[0],))
         return labels
@@ -488,6 +502,7 @@ class _Runs:
                 self.data, centers, max_iter=model.max_iter, tol=model.tol, mean_variance=mean_variance,
                 nan_policy=model.nan_policy, history=history, converged=converged,
                 on_iteration=partial(self._save, seeds, finished, run) if self.checkpoint else None,
+                compute_labels=model.compute_labels,
             )
             mean_variance = result.mean_variance
             logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, len(seeds),
@@ -497,7 +512,9 @@ class _Runs:
             self._save(seeds, finished, None)
         best = min(results, key=lambda r: r.inertia)
         if isinstance(best, _RestoredRun):  # finished before a restart: its labels need a final pass
-            best.labels, best.inertia, best.n_omitted = final_labels(self.data, best.centers)
+            best.labels, best.inertia, best.n_omitted, best.sizes = final_labels(
+                self.data, best.centers, model.compute_labels
+            )
         if self.checkpoint is not None:
             _checkpoint.remove(self.checkpoint)
         return best
@@ -521,7 +538,7 @@ class _RestoredRun:
         self.centers = np.array(centers, dtype=np.float64)
         self.inertia, self.n_iter, self.converged = inertia, n_iter, converged
         self.history, self.mean_variance = history, mean_variance
-        self.labels, self.n_omitted = None, 0
+        self.labels, self.n_omitted, self.sizes = None, 0, None
 
 
 def _predict_block(X, centers, nan_policy):

@@ -49,7 +49,10 @@ def test_data_several_times_the_workers_memory_streams_through(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="256MiB", processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         pids = _worker_pids(client)
-        km = KMeans(8, init=C0, tol=0, max_iter=3).fit(table.X)  # persist="auto" must stream
+        # persist="auto" must stream; compute_labels=False: nothing per row on the client.
+        km = KMeans(8, init=C0, tol=0, max_iter=3, compute_labels=False).fit(table.X)
+        assert not hasattr(km, "labels_")
+        labels = km.predict(table.X).compute()
         assert _worker_pids(client) == pids, "a worker was restarted"
         peak = client.run(lambda: __import__("psutil").Process().memory_info().rss)
     assert max(peak.values()) < 256 * 2**20
@@ -57,7 +60,8 @@ def test_data_several_times_the_workers_memory_streams_through(tmp_path):
     X = zarr.open_array(path, mode="r")[:]
     in_memory = KMeans(8, init=C0, tol=0, max_iter=3).fit(X)
     np.testing.assert_allclose(km.cluster_centers_, in_memory.cluster_centers_, rtol=1e-6)
-    np.testing.assert_array_equal(km.labels_, in_memory.labels_)
+    np.testing.assert_array_equal(labels, in_memory.labels_)
+    assert km.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-9)
 
 
 class _KillAWorkerAt(logging.Handler):
