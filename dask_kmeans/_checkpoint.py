@@ -54,6 +54,8 @@ def params_fingerprint(params: dict) -> dict:
             value = value.tolist()
         elif isinstance(value, (np.random.RandomState, np.random.Generator)):
             value = f"<{type(value).__name__}>"  # the drawn seeds are in the checkpoint itself
+        elif hasattr(value, "get_params"):  # the preprocessing estimator
+            value = {"type": type(value).__name__, "params": params_fingerprint(value.get_params())}
         elif isinstance(value, np.generic):
             value = value.item()
         out[name] = value

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 
 import dask
+import dask.array as da
 import dask.local
 import dask.threaded
 from dask.system import CPU_COUNT
@@ -108,3 +109,17 @@ def compute(*collections) -> tuple:
     futures = client.compute(list(collections))
     wait_for(futures)
     return tuple(client.gather(futures))
+
+
+def should_persist(X, persist) -> bool:
+    """Whether to persist the data before a multi-pass computation (``persist="auto" | True | False``).
+
+    "auto": when a dask array takes at most half of the memory the workers (or this machine) have.
+    """
+    if persist not in ("auto", True, False):
+        raise ValueError(f"persist must be 'auto', True or False; got {persist!r}.")
+    if not isinstance(X, da.Array):
+        return current_client() is not None  # local schedulers read views of the array in place
+    if persist == "auto":
+        return X.nbytes <= 0.5 * memory_for_data()
+    return persist

@@ -126,6 +126,16 @@ class ArrayLike:
         return "an array-like of shape (n_clusters, n_features)"
 
 
+class ScalerLike:
+    def accepts(self, value) -> bool:
+        from .preprocessing import StandardScaler  # preprocessing imports this module
+
+        return value is None or isinstance(value, StandardScaler)
+
+    def __str__(self) -> str:
+        return "None or a dask_kmeans.preprocessing.StandardScaler"
+
+
 class RandomStateLike:
     def accepts(self, value) -> bool:
         return (

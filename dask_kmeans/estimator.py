@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import numbers
 import sys
@@ -15,11 +14,12 @@ import dask.array as da
 import numpy as np
 
 from . import _checkpoint
+from ._base import ParamsMixin, clone
 from ._init import initial_centers
 from ._kernels import combine_non_finite, flagged_rows, label_partials, nearest_center
 from ._lloyd import final_labels, lloyd, logger
 from ._passes import ChunkedRows, map_reduce
-from ._scheduler import blas_threads_for_dask, current_client, memory_for_data
+from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
     ArrayLike,
     Boolean,
@@ -28,6 +28,7 @@ from ._validation import (
     NotFittedError,
     Options,
     RandomStateLike,
+    ScalerLike,
     as_init_array,
     check_array,
     check_feature_names,
@@ -46,7 +47,7 @@ _INITS = ("k-means||", "k-means++", "random")
 _NAN_POLICIES = ("raise", "omit")
 
 
-class KMeans:
+class KMeans(ParamsMixin):
     """K-means clustering (Lloyd's algorithm) on data that need not fit in memory.
 
     The data may be a numpy array or a chunked ``dask.array``; it is never gathered in one place. Each
@@ -103,6 +104,13 @@ default="k-means||"
         memory pass False: the client then holds nothing per row, and ``predict(X)`` gives the labels
         lazily, chunk by chunk (for example to write them with ``dask_kmeans.io.write_labels``).
 
+    preprocessing : StandardScaler or None, default=None
+        A :class:`dask_kmeans.preprocessing.StandardScaler` (for example ``StandardScaler(log1p=True)``
+        for spending) fitted on ``X`` at the start of ``fit`` (one more pass) and applied, chunk by chunk,
+        wherever the model meets data: ``fit``, ``predict``, ``transform``, ``score``. The fitted copy is
+        ``preprocessing_`` and is saved in the model file; centres live in the scaled space and
+        ``preprocessing_.inverse_transform(cluster_centers_)`` maps them back to the data's units.
+
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
@@ -116,6 +124,8 @@ default="k-means||"
         Rows left out because they hold NaN or infinity (always 0 with ``nan_policy="raise"``).
     n_iter_ : int
         Number of Lloyd iterations of the kept run.
+    preprocessing_ : StandardScaler
+        The fitted copy of ``preprocessing`` (only when that is given).
     converged_ : bool
         Whether the kept run met the tolerance before ``max_iter``.
     n_features_in_ : int
@@ -178,6 +188,7 @@ default="k-means||"
         "verbose": [Interval(numbers.Integral, 0, None)],
         "nan_policy": [Options(*_NAN_POLICIES)],
         "compute_labels": [Boolean()],
+        "preprocessing": [ScalerLike()],
     }
 
     def __init__(
@@ -194,6 +205,7 @@ default="k-means||"
         verbose: int = 0,
         nan_policy: str = "raise",
         compute_labels: bool = True,
+        preprocessing=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -206,44 +218,7 @@ default="k-means||"
         self.verbose = verbose
         self.nan_policy = nan_policy
         self.compute_labels = compute_labels
-
-    # ------------------------------------------------------------------------------------------------
-    # scikit-learn's parameter protocol
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values() if p.name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Parameters of this estimator, by name."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params) -> KMeans:
-        """Set parameters by name; returns the estimator."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
-                    f"Valid parameters are: {sorted(valid)!r}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
-        changed = []
-        for name, value in self.get_params().items():
-            default = defaults[name]
-            same = value is default or (
-                not hasattr(value, "shape") and not hasattr(default, "shape") and value == default
-            )
-            if not same:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
+        self.preprocessing = preprocessing
 
     def __sklearn_tags__(self):
         # Called by scikit-learn only (Pipeline, GridSearchCV, clone), so scikit-learn is importable here.
@@ -302,8 +277,14 @@ default="k-means||"
             The fitted estimator.
         """
         validate_params(self.get_params(), self._parameter_constraints)
+        preprocessing = None
+        if self.preprocessing is not None:
+            # Fitted on the input itself, so that it records the column names too.
+            preprocessing = clone(self.preprocessing).fit(X)
         X, feature_names = split_feature_names(X)
         X = check_array(X)
+        if preprocessing is not None:
+            X = preprocessing.transform(X)
         n_samples, n_features = X.shape
         check_n_samples(n_samples, n_features, self.n_clusters)
         init = self.init
@@ -315,7 +296,7 @@ default="k-means||"
 
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
-        if _should_persist(X, persist):
+        if should_persist(X, persist):
             data = ChunkedRows(*dask.persist(data.X, data.weights))
 
         with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
@@ -342,6 +323,10 @@ default="k-means||"
         self.converged_ = best.converged
         self.history_ = best.history
         self.n_features_in_ = n_features
+        if preprocessing is not None:
+            self.preprocessing_ = preprocessing
+        elif hasattr(self, "preprocessing_"):
+            del self.preprocessing_
         if feature_names is not None:
             self.feature_names_in_ = np.array(feature_names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
@@ -365,6 +350,8 @@ default="k-means||"
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
+        if hasattr(self, "preprocessing_"):
+            X = self.preprocessing_.transform(X)
         return X, self.cluster_centers_.astype(X.dtype)
 
     def predict(self, X):
@@ -448,16 +435,6 @@ default="k-means||"
         check_non_finite(non_finite, X_dask.chunks[0], self.nan_policy)
         check_finite_total(inertia, "inertia")
         return -inertia
-
-
-def _should_persist(X, persist) -> bool:
-    if persist not in ("auto", True, False):
-        raise ValueError(f"persist must be 'auto', True or False; got {persist!r}.")
-    if not isinstance(X, da.Array):
-        return current_client() is not None  # local schedulers read views of the array in place
-    if persist == "auto":
-        return X.nbytes <= 0.5 * memory_for_data()
-    return persist
 
 
 class _Runs:

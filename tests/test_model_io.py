@@ -39,6 +39,7 @@ DOCUMENTED_FIELDS = {
     "n_iter",
     "converged",
     "history",
+    "preprocessing",
 }
 
 

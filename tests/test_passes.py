@@ -74,8 +74,8 @@ def test_persisted_data_is_read_once(source, persist):
 
 
 def test_persist_auto_streams_data_larger_than_half_the_memory(source, monkeypatch):
-    import dask_kmeans.estimator
+    import dask_kmeans._scheduler
 
-    monkeypatch.setattr(dask_kmeans.estimator, "memory_for_data", lambda: 2 * source.data.nbytes - 1)
+    monkeypatch.setattr(dask_kmeans._scheduler, "memory_for_data", lambda: 2 * source.data.nbytes - 1)
     km = _fit(source, persist="auto", init=pick_rows(source.data, K), max_iter=3, tol=0)
     assert dict(source.reads) == {start: km.n_iter_ + 1 for start in range(0, N, CHUNK)}

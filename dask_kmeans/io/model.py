@@ -29,6 +29,11 @@ field                     meaning                                               
                           centre over the training data
 ``n_iter``                ``n_iter_``: Lloyd iterations of the kept run                        integer
 ``converged``             ``converged_``: whether that run met the tolerance                   boolean
+``preprocessing``         ``preprocessing_`` (optional; absent or ``null`` without one): the   object, null
+                          fitted scaler as ``{"type": "StandardScaler", "params": {...},
+                          "mean": [...], "var": [...], "scale": [...], "n_samples_seen": n,
+                          "n_features_in": d}``; ``params["preprocessing"]`` holds the same
+                          ``type`` and ``params`` (the unfitted parameter)
 ``history``               ``history_``: one object per iteration (``iteration``,               array of
                           ``inertia``, ``center_shift``, ``relative_shift``, ...); a NaN or    objects
                           infinity there (a relative shift of data with zero variance) is
@@ -188,6 +193,8 @@ def _model_document(model: KMeans) -> dict:
     if centers.dtype.name not in _CENTER_DTYPES:
         raise TypeError(f"cluster_centers_ has dtype {centers.dtype}; a model file holds float32 or float64.")
     params = model.get_params()
+    if params["preprocessing"] is not None:
+        params["preprocessing"] = _scaler_params(params["preprocessing"])
     if not isinstance(params["init"], str):
         params["init"] = np.asarray(params["init"]).tolist()
     if isinstance(params["random_state"], (np.random.RandomState, np.random.Generator)):
@@ -212,7 +219,29 @@ def _model_document(model: KMeans) -> dict:
             {name: None if _is_non_finite_float(value) else value for name, value in record.items()}
             for record in model.history_
         ],
+        "preprocessing": (
+            {**_scaler_params(model.preprocessing_), **model.preprocessing_._state()}
+            if hasattr(model, "preprocessing_") else None
+        ),
     }
+
+
+def _scaler_params(scaler) -> dict:
+    return {"type": type(scaler).__name__, "params": scaler.get_params()}
+
+
+def _scaler_from(value, path: str, *, fitted: bool):
+    from ..preprocessing import StandardScaler
+
+    if not isinstance(value, dict) or value.get("type") != "StandardScaler" or not isinstance(
+        value.get("params"), dict
+    ):
+        raise _not_a_model_file(path, '"preprocessing" is not a StandardScaler object')
+    try:
+        scaler = StandardScaler(**value["params"])
+        return scaler._set_state(value) if fitted else scaler
+    except (TypeError, ValueError, KeyError) as error:
+        raise _not_a_model_file(path, f'its "preprocessing" cannot be read ({error})') from None
 
 
 def _is_non_finite_float(value) -> bool:
@@ -336,6 +365,8 @@ def _model_from_document(document: dict, path: str) -> KMeans:
     params = dict(document["params"])
     if isinstance(params.get("init"), list):
         params["init"] = np.array(params["init"])
+    if params.get("preprocessing") is not None:
+        params["preprocessing"] = _scaler_from(params["preprocessing"], path, fitted=False)
     model = KMeans()
     try:
         model.set_params(**params)
@@ -353,6 +384,8 @@ def _model_from_document(document: dict, path: str) -> KMeans:
         for record in document["history"]
     ]
     model.n_features_in_ = int(n_features)
+    if document.get("preprocessing") is not None:
+        model.preprocessing_ = _scaler_from(document["preprocessing"], path, fitted=True)
     feature_names = document.get("feature_names_in")
     if feature_names is not None:
         # scikit-learn keeps feature names as an object array of str.

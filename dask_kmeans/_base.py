@@ -1,0 +1,57 @@
+"""scikit-learn's parameter protocol (``get_params``, ``set_params``, ``clone``, a short ``repr``).
+
+scikit-learn is not a dependency, so the estimators carry the protocol themselves: parameters are the
+keyword arguments of ``__init__``, stored unchanged as attributes of the same name.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+class ParamsMixin:
+    """``get_params`` / ``set_params`` / ``repr`` from the signature of ``__init__``."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters of this estimator, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set parameters by name; returns the estimator."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = []
+        for name, value in self.get_params().items():
+            default = defaults[name]
+            same = value is default or (
+                not hasattr(value, "shape") and not hasattr(default, "shape") and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def clone(estimator):
+    """A new, unfitted estimator with the same parameters (estimator parameters cloned too)."""
+    params = {
+        name: clone(value) if isinstance(value, ParamsMixin) else value
+        for name, value in estimator.get_params().items()
+    }
+    return type(estimator)(**params)
