@@ -1,8 +1,22 @@
 """dask-kmeans: K-means clustering on Dask for data larger than memory."""
 
 from ._validation import ConvergenceWarning, NonFiniteDataError, NotFittedError
+from .choose_k import KSelection, choose_k
 from .estimator import KMeans
+from .preprocessing import StandardScaler
+from .segments import describe_segment, profile
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "KMeans", "NonFiniteDataError", "NotFittedError", "__version__"]
+__all__ = [
+    "ConvergenceWarning",
+    "KMeans",
+    "KSelection",
+    "NonFiniteDataError",
+    "NotFittedError",
+    "StandardScaler",
+    "__version__",
+    "choose_k",
+    "describe_segment",
+    "profile",
+]

@@ -5,6 +5,8 @@ Commands::
     dask-kmeans fit INPUT -k K --model-out MODEL [--labels-out PATH] [options]
     dask-kmeans predict MODEL INPUT --labels-out PATH [options]
     dask-kmeans info MODEL [--json]
+    dask-kmeans choose-k INPUT --k-range 2:12 [--scale log1p] [--plots DIR] [options]
+    dask-kmeans profile MODEL INPUT [--output PROFILE.csv] [--plots DIR] [options]
 
 INPUT is a Zarr store (``data.zarr``, ``data.zarr::group/array``), a Parquet file, directory or glob, or
 a CSV file. Without ``--scheduler`` the work runs on a local cluster sized to the machine; with it, on an
@@ -67,6 +69,30 @@ def _column_list(text: str) -> list[str]:
     return columns
 
 
+def _k_range(text: str) -> range:
+    try:
+        low, high = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, for example 2:12; got {text!r}") from None
+    if not 2 <= low <= high:
+        raise argparse.ArgumentTypeError(f"need 2 <= MIN <= MAX; got {text!r}")
+    return range(low, high + 1)
+
+
+def _add_scale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale", choices=["none", "standard", "log1p"], default="none",
+        help="scale features first, in one pass: 'standard' (zero mean, unit variance) or 'log1p' (log1p, "
+             "then standard: for heavy-tailed amounts such as spending); stored in the model",
+    )
+
+
+def _scaler(scale: str):
+    from .preprocessing import StandardScaler
+
+    return None if scale == "none" else StandardScaler(log1p=scale == "log1p")
+
+
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", metavar="COL", help="column carried to the labels, not clustered")
     parser.add_argument("--array", metavar="NAME", help="the array inside a Zarr group")
@@ -102,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--distances", action="store_true", help="also write each row's distance to its centre")
     fit.add_argument("--columns", type=_column_list, metavar="A,B,C", help="feature columns (tables)")
     _add_input_options(fit)
+    _add_scale_option(fit)
     fit.add_argument("--init", default="k-means||", choices=["k-means||", "k-means++", "random"])
     fit.add_argument("--n-init", type=_n_init, default="auto", help="initialisations ('auto' or a number)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, metavar="N")
@@ -131,6 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--distances", action="store_true", help="also write each row's distance")
     _add_input_options(predict)
     _add_run_options(predict)
+
+    choose = commands.add_parser("choose-k", help="compare values of k and suggest one", description=(
+        "Run K-means for every k in --k-range in shared passes over INPUT; print each k's inertia (elbow) "
+        "and silhouette score (on a uniform sample) and suggest a k."
+    ))
+    choose.add_argument("input", metavar="INPUT", help="Zarr store, Parquet file/directory/glob, or CSV")
+    choose.add_argument("--k-range", type=_k_range, default=range(2, 13), metavar="MIN:MAX",
+                        help="values of k to try (default 2:12)")
+    choose.add_argument("--columns", type=_column_list, metavar="A,B,C", help="feature columns (tables)")
+    _add_input_options(choose)
+    _add_scale_option(choose)
+    choose.add_argument("--sample-size", type=_positive_int, default=10_000, metavar="N",
+                        help="rows in the silhouette sample (default 10000)")
+    choose.add_argument("--max-iter", type=_positive_int, default=300, metavar="N")
+    choose.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T")
+    choose.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: fresh)")
+    choose.add_argument("--nan-policy", choices=["raise", "omit"], default="raise",
+                        help="rows with NaN or infinity: stop with an error, or leave them out")
+    choose.add_argument("--plots", metavar="DIR", help="save elbow.png and silhouette.png here")
+    choose.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_run_options(choose)
+
+    prof = commands.add_parser("profile", help="describe the segments of a saved model", description=(
+        "Label INPUT with MODEL and print one row per segment: size, share, mean of each feature in the "
+        "data's units, ratio to the overall mean and a short description. One pass over INPUT."
+    ))
+    prof.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
+    prof.add_argument("input", metavar="INPUT", help="Zarr store, Parquet file/directory/glob, or CSV")
+    _add_input_options(prof)
+    prof.add_argument("--output", metavar="PATH", help="also write the full profile (with medians) as CSV")
+    prof.add_argument("--plots", metavar="DIR", help="save profile_heatmap.png and segment_sizes.png here")
+    prof.add_argument("--median-sample", type=int, default=100_000, metavar="N",
+                      help="rows sampled for the medians (default 100000; 0: no medians)")
+    prof.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the median sample")
+    prof.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_run_options(prof)
 
     info = commands.add_parser("info", help="describe a saved model", description="Describe a saved model.")
     info.add_argument("model", metavar="MODEL")
@@ -244,6 +307,8 @@ def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, 
     distances_out = None
     if distances:
         # Labels and distances from one pass: both columns come from the same task per chunk.
+        if hasattr(model, "preprocessing_"):
+            X = model.preprocessing_.transform(X)  # the distances are in the space the model clusters
         centers = model.cluster_centers_.astype(X.dtype)
         both = X.map_blocks(
             _labels_and_distances, centers, model.nan_policy, dtype=np.float64, chunks=(X.chunks[0], (2,))
@@ -273,7 +338,7 @@ def run_fit(args: argparse.Namespace) -> int:
             raise CommandError(f"--resume: no checkpoint at {args.checkpoint}; leave out --resume to start.")
     model = KMeans(
         args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
-        random_state=args.seed, nan_policy=args.nan_policy,
+        random_state=args.seed, nan_policy=args.nan_policy, preprocessing=_scaler(args.scale),
     )
     # Reading builds the graph and checks paths and columns from metadata: fail before starting a cluster.
     table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
@@ -343,7 +408,10 @@ def run_info(args: argparse.Namespace) -> int:
         "inertia": float(model.inertia_),
         "n_iter": int(model.n_iter_),
         "converged": bool(model.converged_),
-        "params": {k: v for k, v in model.get_params().items() if k != "init" or isinstance(v, str)},
+        "params": {
+            k: (repr(v) if k == "preprocessing" and v is not None else v)
+            for k, v in model.get_params().items() if k != "init" or isinstance(v, str)
+        },
         "cluster_centers": model.cluster_centers_.tolist(),
     }
     if args.json:
@@ -362,7 +430,100 @@ def run_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"fit": run_fit, "predict": run_predict, "info": run_info}
+def _plot_paths(directory: str | None, names: list[str]) -> list[str]:
+    if not directory:
+        return []
+    try:
+        import dask_kmeans.plots  # noqa: F401 - fails early without matplotlib
+    except ImportError as error:
+        raise CommandError(str(error)) from None
+    import os
+
+    return [os.path.join(directory, name) for name in names]
+
+
+def run_choose_k(args: argparse.Namespace) -> int:
+    from .choose_k import choose_k
+    from .io import read
+
+    plots = _plot_paths(args.plots, ["elbow.png", "silhouette.png"])
+    _check_outputs_free(plots, args.overwrite)
+    table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
+    n, d = table.X.shape
+    _progress(args.quiet, f"{table.source}: {n:,} rows x {d} features in {table.X.numblocks[0]} chunks")
+    with dask_client(args.scheduler, args.quiet), _step(args.quiet, "choose-k"):
+        selection = choose_k(
+            table, args.k_range, sample_size=args.sample_size, preprocessing=_scaler(args.scale),
+            max_iter=args.max_iter, tol=args.tol, random_state=args.seed, nan_policy=args.nan_policy,
+        )
+    if plots:
+        from .plots import save_plots
+
+        save_plots(args.plots, selection=selection)
+    if args.json:
+        print(json.dumps({
+            "suggested_k": selection.suggested_k,
+            "reason": selection.reason,
+            "elbow_k": selection.elbow_k,
+            "n_passes": selection.n_passes,
+            "sample_size": selection.sample_size,
+            "table": selection.table.reset_index().to_dict(orient="records"),
+            "plots": plots,
+        }, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+        return EXIT_OK
+    print(selection.table.to_string(float_format=lambda v: f"{v:.6g}"))
+    print(f"suggested k={selection.suggested_k}: {selection.reason}")
+    print(f"{selection.n_passes} passes over the data for {len(selection.table)} values of k")
+    for path in plots:
+        print(f"plot: {path}")
+    return EXIT_OK
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from .io import load_model, read
+    from .segments import format_profile, profile
+
+    plots = _plot_paths(args.plots, ["profile_heatmap.png", "segment_sizes.png"])
+    _check_outputs_free([args.output, *plots], args.overwrite)
+    if args.median_sample < 0:
+        raise CommandError(f"--median-sample must be 0 or more; got {args.median_sample}.")
+    model = load_model(args.model)
+    names = getattr(model, "feature_names_in_", None)
+    table = read(
+        args.input, columns=None if names is None else list(names), id_column=args.id_column,
+        array=args.array,
+    )
+    if table.X.shape[1] != model.n_features_in_:
+        raise CommandError(
+            f"{table.source} has {table.X.shape[1]} feature columns; "
+            f"the model expects {model.n_features_in_}."
+        )
+    with dask_client(args.scheduler, args.quiet), _step(args.quiet, "profile"):
+        segments = profile(model, table, median_sample_size=args.median_sample, random_state=args.seed)
+    if args.output:
+        from .io._atomic import atomic_output
+
+        with atomic_output(args.output, overwrite=args.overwrite) as target:
+            segments.to_csv(target)
+    if plots:
+        from .plots import save_plots
+
+        save_plots(args.plots, profile=segments)
+    if args.json:
+        print(segments.reset_index().to_json(orient="records", indent=2))
+        return EXIT_OK
+    print(format_profile(segments))
+    if segments.attrs["n_omitted"]:
+        print(f"{segments.attrs['n_omitted']:,} rows with NaN or infinity are in no segment")
+    for path in filter(None, [args.output, *plots]):
+        print(f"written: {path}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "fit": run_fit, "predict": run_predict, "info": run_info, "choose-k": run_choose_k,
+    "profile": run_profile,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
