@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
+from ._validation import NotFittedError, check_array, check_feature_names, split_feature_names
+
 
 class ParamsMixin:
     """``get_params`` / ``set_params`` / ``repr`` from the signature of ``__init__``."""
@@ -46,6 +50,34 @@ class ParamsMixin:
             if not same:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
+
+
+class FittedInputMixin:
+    """Checks shared by estimators that meet new data after ``fit`` (same columns, same names)."""
+
+    def _checked_new_input(self, X, fitted_attribute: str):
+        """``X`` as a checked array: the estimator is fitted, and names and feature count match ``fit``'s."""
+        if not hasattr(self, fitted_attribute):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        X, feature_names = split_feature_names(X)
+        check_feature_names(getattr(self, "feature_names_in_", None), feature_names)
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _set_feature_names(self, feature_names) -> None:
+        """Keep ``fit``'s column names as ``feature_names_in_`` (or forget older ones)."""
+        if feature_names is not None:
+            self.feature_names_in_ = np.array(feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
 
 def clone(estimator):

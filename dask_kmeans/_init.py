@@ -346,8 +346,15 @@ def reduce_candidates(
     centres coincide; the fit then warns that it found fewer distinct clusters.
     """
     centers = kmeans_plusplus(candidates, n_clusters, weights, rng)
-    for _ in range(_CANDIDATE_LLOYD_STEPS):
-        stats = lloyd_partials(candidates, weights, centers, n_farthest=n_clusters)
+    return lloyd_in_memory(candidates, weights, centers, _CANDIDATE_LLOYD_STEPS)
+
+
+def lloyd_in_memory(
+    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, max_steps: int
+) -> np.ndarray:
+    """Up to ``max_steps`` Lloyd steps on an in-memory array (no dask), until the centres stop moving."""
+    for _ in range(max_steps):
+        stats = lloyd_partials(X, weights, centers, n_farthest=len(centers))
         new_centers, _ = update_centers(stats, centers)
         if np.array_equal(new_centers, centers):
             break

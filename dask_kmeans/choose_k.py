@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 
 from ._base import clone
-from ._init import kmeans_plusplus
+from ._init import kmeans_plusplus, lloyd_in_memory
 from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, nearest_center, update_centers
 from ._passes import ChunkedRows, map_chunks, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
@@ -98,13 +98,7 @@ def best_start_on_sample(
     """
     best, best_inertia = None, np.inf
     for _ in range(n_init):
-        centers = kmeans_plusplus(sample, k, None, rng)
-        for _ in range(max_steps):
-            stats = lloyd_partials(sample, None, centers, n_farthest=k)
-            new_centers, _ = update_centers(stats, centers)
-            if np.array_equal(new_centers, centers):
-                break
-            centers = new_centers
+        centers = lloyd_in_memory(sample, None, kmeans_plusplus(sample, k, None, rng), max_steps)
         inertia = lloyd_partials(sample, None, centers)["inertia"]
         if inertia < best_inertia:
             best, best_inertia = centers, inertia

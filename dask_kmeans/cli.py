@@ -371,10 +371,10 @@ def run_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def _model_and_its_input(args: argparse.Namespace):
+    """The saved model, and INPUT read with the model's feature columns (checked against it)."""
     from .io import load_model, read
 
-    _check_outputs_free([args.labels_out], args.overwrite)
     model = load_model(args.model)
     names = getattr(model, "feature_names_in_", None)
     table = read(
@@ -386,6 +386,13 @@ def run_predict(args: argparse.Namespace) -> int:
             f"{table.source} has {table.X.shape[1]} feature columns; "
             f"the model expects {model.n_features_in_}."
         )
+    return model, table
+
+
+def run_predict(args: argparse.Namespace) -> int:
+
+    _check_outputs_free([args.labels_out], args.overwrite)
+    model, table = _model_and_its_input(args)
     with dask_client(args.scheduler, args.quiet):
         with _step(args.quiet, f"writing labels to {args.labels_out}"):
             _write_labels(model, table, args.labels_out, distances=args.distances, overwrite=args.overwrite)
@@ -480,24 +487,13 @@ def run_choose_k(args: argparse.Namespace) -> int:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from .io import load_model, read
     from .segments import format_profile, profile
 
     plots = _plot_paths(args.plots, ["profile_heatmap.png", "segment_sizes.png"])
     _check_outputs_free([args.output, *plots], args.overwrite)
     if args.median_sample < 0:
         raise CommandError(f"--median-sample must be 0 or more; got {args.median_sample}.")
-    model = load_model(args.model)
-    names = getattr(model, "feature_names_in_", None)
-    table = read(
-        args.input, columns=None if names is None else list(names), id_column=args.id_column,
-        array=args.array,
-    )
-    if table.X.shape[1] != model.n_features_in_:
-        raise CommandError(
-            f"{table.source} has {table.X.shape[1]} feature columns; "
-            f"the model expects {model.n_features_in_}."
-        )
+    model, table = _model_and_its_input(args)
     with dask_client(args.scheduler, args.quiet), _step(args.quiet, "profile"):
         segments = profile(model, table, median_sample_size=args.median_sample, random_state=args.seed)
     if args.output:

@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 
 from . import _checkpoint
-from ._base import ParamsMixin, clone
+from ._base import FittedInputMixin, ParamsMixin, clone
 from ._init import initial_centers
 from ._kernels import combine_non_finite, flagged_rows, label_partials, nearest_center
 from ._lloyd import final_labels, lloyd, logger
@@ -31,7 +31,6 @@ from ._validation import (
     ScalerLike,
     as_init_array,
     check_array,
-    check_feature_names,
     check_finite_total,
     check_n_samples,
     check_non_finite,
@@ -47,7 +46,7 @@ _INITS = ("k-means||", "k-means++", "random")
 _NAN_POLICIES = ("raise", "omit")
 
 
-class KMeans(ParamsMixin):
+class KMeans(ParamsMixin, FittedInputMixin):
     """K-means clustering (Lloyd's algorithm) on data that need not fit in memory.
 
     The data may be a numpy array or a chunked ``dask.array``; it is never gathered in one place. Each
@@ -327,29 +326,14 @@ default="k-means||"
             self.preprocessing_ = preprocessing
         elif hasattr(self, "preprocessing_"):
             del self.preprocessing_
-        if feature_names is not None:
-            self.feature_names_in_ = np.array(feature_names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        self._set_feature_names(feature_names)
         return self
 
     # ------------------------------------------------------------------------------------------------
     # Using a fitted model
 
     def _check_fitted_input(self, X):
-        if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-                "arguments before using this estimator."
-            )
-        X, feature_names = split_feature_names(X)
-        check_feature_names(getattr(self, "feature_names_in_", None), feature_names)
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
+        X = self._checked_new_input(X, "cluster_centers_")
         if hasattr(self, "preprocessing_"):
             X = self.preprocessing_.transform(X)
         return X, self.cluster_centers_.astype(X.dtype)

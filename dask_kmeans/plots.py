@@ -1,12 +1,13 @@
 """Plots for choosing k and reading segments (matplotlib: the optional extra ``dask-kmeans[plots]``).
 
 Every function draws on a new ``matplotlib.figure.Figure`` (no pyplot state, so it works in scripts,
-servers and notebooks alike) and returns it; a notebook shows a returned figure inline.
+servers and notebooks alike) and returns it; a notebook shows a returned figure inline (``_repr_png_``).
 :func:`save_plots` writes them as PNG files.
 """
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -19,8 +20,17 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 
+class SegmentFigure(Figure):
+    """A matplotlib ``Figure`` that notebooks show inline (as PNG) without pyplot or ``%matplotlib``."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+
 def _figure(size=(6.0, 4.0)) -> tuple[Figure, object]:
-    fig = Figure(figsize=size, layout="constrained")
+    fig = SegmentFigure(figsize=size, layout="constrained")
     return fig, fig.add_subplot()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from ._base import ParamsMixin
+from ._base import FittedInputMixin, ParamsMixin
 from ._kernels import combine_moments, feature_moments
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask
@@ -22,7 +22,6 @@ from ._validation import (
     NonFiniteDataError,
     NotFittedError,
     check_array,
-    check_feature_names,
     split_feature_names,
     to_dask_array,
     validate_params,
@@ -67,7 +66,7 @@ def _inverse_block(X, with_log, mean, scale):
     return np.expm1(out, out=out) if with_log else out
 
 
-class StandardScaler(ParamsMixin):
+class StandardScaler(ParamsMixin, FittedInputMixin):
     """Optionally take ``log1p``, then centre and scale each feature to unit variance.
 
     Parameters
@@ -164,27 +163,11 @@ class StandardScaler(ParamsMixin):
         self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones(X.shape[1])
         self.n_samples_seen_ = int(moments["n"])
         self.n_features_in_ = X.shape[1]
-        if feature_names is not None:
-            self.feature_names_in_ = np.array(feature_names, dtype=object)
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        self._set_feature_names(feature_names)
         return self
 
     def _check_input(self, X):
-        if not hasattr(self, "scale_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-                "arguments before using this estimator."
-            )
-        X, feature_names = split_feature_names(X)
-        check_feature_names(getattr(self, "feature_names_in_", None), feature_names)
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        return X
+        return self._checked_new_input(X, "scale_")
 
     def _apply(self, X, block_fn):
         # The statistics go to the data's dtype: float32 data stays float32.

@@ -318,6 +318,15 @@ def test_cli_choose_k_fit_and_profile(small_lake, tmp_path):
     pd.testing.assert_frame_equal(written, expected, check_dtype=False, rtol=1e-9)
     for name in ("elbow.png", "silhouette.png", "profile_heatmap.png", "segment_sizes.png"):
         _assert_png(tmp_path / "plots" / name)
+    predicted = run_cli("predict", tmp_path / "model.json", path, "--id-column", "customer_id", "--distances",
+                        "--labels-out", tmp_path / "labels.parquet", "--quiet")
+    assert predicted.returncode == 0, predicted.stderr
+    written_labels = pd.read_parquet(tmp_path / "labels.parquet")
+    table = read(path, id_column="customer_id")
+    np.testing.assert_array_equal(written_labels["label"], model.predict(table).compute())
+    # Distances in the scaled space the model clusters in, as transform gives them.
+    np.testing.assert_allclose(written_labels["distance"], model.transform(table).min(axis=1).compute(),
+                               rtol=1e-6, atol=1e-9)
     again = run_cli("profile", tmp_path / "model.json", path, "--output", tmp_path / "profile.csv", "--quiet")
     assert again.returncode == 1 and "already exists" in again.stderr
 
@@ -346,9 +355,30 @@ def test_notebook_runs(tmp_path, monkeypatch):
 
 def test_a_model_file_with_a_broken_scaler_is_refused(tmp_path):
     X = _spend(2000, seed=7)
-    path = KMeans(3, random_state=0, preprocessing=StandardScaler(log1p=True)).fit(X).save(tmp_path / "m.json")
+    model = KMeans(3, random_state=0, preprocessing=StandardScaler(log1p=True)).fit(X)
+    path = model.save(tmp_path / "m.json")
     document = json.loads(Path(path).read_text())
     document["preprocessing"]["mean"] = document["preprocessing"]["mean"][:-1]
     Path(path).write_text(json.dumps(document))
     with pytest.raises(ValueError, match="preprocessing"):
         KMeans.load(path)
+
+
+def test_figures_show_inline_as_png():
+    from dask_kmeans.plots import plot_elbow, plot_segment_sizes
+
+    X, _ = make_blobs(3000, 3, 3, seed=8)
+    selection = choose_k(X, range(2, 5), random_state=0)
+    model = selection.model(random_state=0).fit(X)
+    for figure in (plot_elbow(selection), plot_segment_sizes(profile(model, X))):
+        assert figure._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profile_of_a_pipeline_equals_profile_of_kmeans_with_preprocessing():
+    from sklearn.pipeline import make_pipeline
+
+    X = _spend(4000, seed=9)
+    C0 = StandardScaler(log1p=True).fit_transform(X)[:3]
+    pipe = make_pipeline(StandardScaler(log1p=True), KMeans(3, init=C0)).fit(X)
+    model = KMeans(3, init=C0, preprocessing=StandardScaler(log1p=True)).fit(X)
+    pd.testing.assert_frame_equal(profile(pipe, X), profile(model, X))
