@@ -46,7 +46,8 @@ read pass (I/O floor)
     on the machine's free memory; the note gives the share of the store's bytes that were in the page
     cache before the first read (``mincore``), and the iterations see the same cache.
 dask_kmeans iteration, streamed
-    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter).fit(read(path).X, persist=False)``: the median of
+    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter, compute_labels=False).fit(read(path).X,
+    persist=False)`` (no ``labels_``: the client holds nothing per row): the median of
     the differences between consecutive ``history_[i]["elapsed"]`` (the first iteration, which also
     measures the feature variances, is left out), then the median over repeats. Every iteration reads the
     whole array from the store. "x read" divides a row's time by the read pass, "x in-mem" by the
@@ -670,12 +671,24 @@ def no_persist() -> dict:
     return {"persist": False} if "persist" in inspect.signature(KMeans.fit).parameters else {}
 
 
+def no_labels() -> dict:
+    """``KMeans`` keywords that keep no per-row labels on the client (versions with ``compute_labels``).
+
+    With ``labels_`` (scikit-learn's default) the last pass brings 4 bytes per row to the client, and the
+    workers hold their chunks' labels until the client has gathered them all: memory that grows with the
+    data by design, which is what ``compute_labels=False`` is for.
+    """
+    from dask_kmeans import KMeans
+
+    return {"compute_labels": False} if "compute_labels" in KMeans().get_params() else {}
+
+
 def streamed_fit(cluster: Cluster, X: da.Array, C0: np.ndarray, max_iter: int):
     from dask_kmeans import KMeans
 
     with cluster.peak() as peak:
         start = time.perf_counter()
-        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter).fit(X, **no_persist())
+        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter, **no_labels()).fit(X, **no_persist())
         elapsed = time.perf_counter() - start
     steps = np.diff([h["elapsed"] for h in model.history_])
     return float(np.median(steps)), elapsed, peak, model.cluster_centers_
@@ -1022,7 +1035,9 @@ def main(argv: list[str] | None = None) -> int:
         f"= {total_workers / big.nbytes:.2f}x the larger array"
         + ("" if total_workers <= big.nbytes / 4 else " (MORE than a quarter of it: not an out-of-core test)")
     )
-    streaming = "fit(X, persist=False)" if no_persist() else "fit(X) (this dask_kmeans has no persist=)"
+    options = ", ".join(f"{k}={v}" for k, v in no_labels().items())
+    fit_call = ".fit(X, persist=False)" if no_persist() else ".fit(X) (this dask_kmeans has no persist=)"
+    streaming = f"KMeans(..., {options}){fit_call}"
     print(f"max_iter={args.max_iter}; dask_kmeans streamed fits call {streaming}; repeats: {args.repeats} on "
           f"{big.label}, {args.repeats_smaller} on {smaller.label} (medians)")
     print(flush=True)
