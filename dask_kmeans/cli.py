@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -522,13 +523,19 @@ COMMANDS = {
 }
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"dask-kmeans: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits with 2 on usage errors
     import dask
 
     try:
-        # A dask progress bar on stderr for passes that take more than a second.
-        with dask.config.set({"dask-kmeans.progress": not getattr(args, "quiet", True)}):
+        # A dask progress bar on stderr for passes that take more than a second; warnings as one line.
+        with dask.config.set({"dask-kmeans.progress": not getattr(args, "quiet", True)}), \
+                warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("dask-kmeans: interrupted", file=sys.stderr)

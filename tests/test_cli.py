@@ -244,3 +244,11 @@ def test_help_and_version():
     for command in ("fit", "predict", "info"):
         assert run_cli(command, "--help").returncode == 0
     assert run_cli("--version").stdout.startswith("dask-kmeans ")
+
+
+def test_warnings_are_one_line(lake, tmp_path):
+    root, _ = lake
+    result = run_cli("fit", root, "-k", 3, "--model-out", tmp_path / "model.json", "--seed", 0, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "dask-kmeans: warning: Column(s) ['customer_id']" in result.stderr
+    assert "UserWarning" not in result.stderr

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 import time
+import warnings
 
 import dask
 import dask.array as da
@@ -468,3 +469,20 @@ def test_corrupt_zarr_chunks_are_named(tmp_path, zarr_format):
     corrupt = re.escape(key_of((5, 0)))
     with pytest.raises(OSError, match=rf"rows 0 to 99 .* chunk\(s\) {corrupt} failed .* corrupt"):
         table.X.compute()
+
+
+def test_an_id_like_column_read_as_a_feature_is_warned_about(tmp_path):
+    frame = pd.DataFrame({"customer_id": np.arange(100, 130), "spend": np.linspace(0, 1, 30), "n_id": 1.5})
+    path = tmp_path / "customers.parquet"
+    frame.to_parquet(path, index=False)
+    expected = r"\['customer_id'\] .* look like identifiers .* id_column='customer_id'"
+    with pytest.warns(UserWarning, match=expected):
+        table = read(str(path))
+    assert table.feature_names == ("customer_id", "spend", "n_id")  # still read as asked: a warning only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert read(str(path), id_column="customer_id").feature_names == ("spend", "n_id")
+        assert read(str(path), columns=["customer_id", "spend"]).feature_names == ("customer_id", "spend")
+        read(frame.rename(columns={"customer_id": "userIdx"}))  # not an id by its name
+    with pytest.warns(UserWarning, match="userId"):
+        read(frame.rename(columns={"customer_id": "userId"}))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -526,6 +527,16 @@ def _select_features(dtypes: pd.Series, columns, id_column, source: str) -> tupl
         skipped = [c for c in available if c != id_column and c not in features]
         if skipped:
             logger.info("Reading %s: skipping columns that are not numbers: %s", source, skipped)
+        id_like = [c for c in features if _looks_like_an_id(c, dtypes[c])]
+        if id_like:
+            # An id clustered as a feature dominates the distances and silently ruins the clusters.
+            warnings.warn(
+                f"Column(s) {id_like} of {source} look like identifiers but will be clustered as features. "
+                f"Pass id_column={id_like[0]!r} to carry it to the outputs instead, or columns=[...] to "
+                "choose the features.",
+                UserWarning,
+                stacklevel=4,
+            )
         if not features:
             raise ValueError(
                 f"{source} has no numeric columns to cluster (columns and dtypes: "
@@ -548,6 +559,15 @@ def _select_features(dtypes: pd.Series, columns, id_column, source: str) -> tupl
             raise ValueError("columns= is empty; name at least one feature column.")
     all_float32 = all(_numpy_dtype(dtypes[c]) == np.float32 for c in features)
     return features, np.dtype(np.float32 if all_float32 else np.float64)
+
+
+def _looks_like_an_id(name, dtype) -> bool:
+    """An integer column named ``id``, ``..._id``, ``... id`` or ``...Id`` (``customer_id``, ``userId``)."""
+    text = str(name)
+    named_like_an_id = text.lower() == "id" or text.lower().endswith(("_id", " id", "-id")) or (
+        text.endswith("Id") and len(text) > 2 and text[-3].islower()
+    )
+    return named_like_an_id and pd.api.types.is_integer_dtype(dtype)
 
 
 def _is_number(dtype) -> bool:
