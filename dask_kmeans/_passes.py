@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from ._scheduler import compute
+from ._scheduler import compute, compute_each
 
 SPLIT_EVERY = 8
 
@@ -116,7 +116,7 @@ def map_reduce(
 
 
 def map_chunks(data: ChunkedRows, chunk_fn: Callable, *, args: tuple = ()) -> list:
-    """One pass that brings every chunk's (small) result back to the client, in chunk order."""
+    """One pass that brings every chunk's result back to the client, in chunk order (each as it is ready)."""
     shared_args = [delayed(a) if isinstance(a, np.ndarray) else a for a in args]
     tasks = [delayed(chunk_fn)(x, w, *shared_args, chunk=chunk) for x, w, chunk in data.blocks]
-    return list(compute(*tasks))
+    return compute_each(tasks)

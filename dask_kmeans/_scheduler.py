@@ -111,6 +111,29 @@ def compute(*collections) -> tuple:
     return tuple(client.gather(futures))
 
 
+def compute_each(tasks: list) -> list:
+    """The results of independent tasks, in order.
+
+    On a distributed cluster each result is fetched as soon as it is ready and then released, so the
+    workers never hold all of them at once: the final labels pass brings 4 bytes per row to the client,
+    and gathering at the end would keep every chunk's labels on the workers until the last one is done.
+    """
+    client = current_client()
+    if client is None:
+        return list(compute(*tasks))
+    from distributed import as_completed
+
+    futures = client.compute(tasks)
+    position = {future.key: i for i, future in enumerate(futures)}
+    results = [None] * len(futures)
+    completed = as_completed(futures, with_results=True)
+    del futures  # only as_completed holds them now: each is dropped once its result is here
+    for future, result in completed:
+        results[position[future.key]] = result
+        future.release()
+    return results
+
+
 def should_persist(X, persist) -> bool:
     """Whether to persist the data before a multi-pass computation (``persist="auto" | True | False``).
 
