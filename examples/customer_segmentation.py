@@ -13,7 +13,7 @@
 
 Runs on the embedded default (dask's local threaded scheduler), or on a cluster with ``--scheduler``::
 
-    python examples/customer_segmentation.py                      # 1M customers, about a minute on 2 cores
+    python examples/customer_segmentation.py                      # 1M customers, 6-10 s on 2 cores
     python examples/customer_segmentation.py --customers 100000 --out /tmp/segments
 """
 
