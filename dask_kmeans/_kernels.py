@@ -151,8 +151,13 @@ def nearest_center(
 @_quiet_non_finite
 def exact_sq_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Squared distance of each row to its assigned centre, computed from differences (no cancellation)."""
-    diff = X - np.asarray(centers, dtype=X.dtype)[labels]
-    return np.einsum("ij,ij->i", diff, diff).astype(np.float64, copy=False)
+    centers = np.asarray(centers, dtype=X.dtype)
+    out = np.empty(X.shape[0], dtype=np.float64)
+    # A sub-block at a time: temporaries of a few MiB, not two more copies of the chunk.
+    for rows in _sub_blocks(X.shape[0], _SUB_BLOCK_ROWS):
+        diff = X[rows] - centers[labels[rows]]
+        out[rows] = np.einsum("ij,ij->i", diff, diff)
+    return out
 
 
 def weighted_cluster_sums(
@@ -354,8 +359,13 @@ def feature_moments(X: np.ndarray) -> dict:
         zeros = np.zeros(X.shape[1], dtype=np.float64)
         return {"n": 0, "mean": zeros, "m2": zeros}
     mean = X.mean(axis=0, dtype=np.float64)
-    centred = X - mean
-    return {"n": X.shape[0], "mean": mean, "m2": np.einsum("ij,ij->j", centred, centred)}
+    # Centred a sub-block at a time: a whole centred chunk would be a float64 copy of it (twice the size
+    # of a float32 chunk) on top of the chunk, at the memory peak of the first pass.
+    m2 = np.zeros(X.shape[1])
+    for rows in _sub_blocks(X.shape[0], _SUB_BLOCK_ROWS):
+        centred = X[rows] - mean
+        m2 += np.einsum("ij,ij->j", centred, centred)
+    return {"n": X.shape[0], "mean": mean, "m2": m2}
 
 
 def combine_moments(parts: list[dict]) -> dict:
