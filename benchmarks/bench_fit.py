@@ -72,18 +72,17 @@ import logging
 import math
 import os
 import platform
-import statistics
 import sys
 import threading
 import time
 import tracemalloc
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dask
 import dask.array as da
 import numpy as np
+from _common import fmt, high_water_mark, import_dask_ml, median, quiet_warnings, reset_high_water_mark
 
 try:
     import psutil
@@ -241,25 +240,6 @@ def timed_with_peak_memory(fn: Callable[[], object]) -> tuple[float, object, flo
     return elapsed, result, memory.peak_mib
 
 
-def _reset_rss_high_water_mark() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where Linux does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def _rss_high_water_mark() -> int | None:
-    """The kernel's peak RSS (VmHWM) of this process in bytes, if it is available."""
-    with contextlib.suppress(OSError), open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 class PeakMemory:
     """Context manager: peak extra memory of this process while it is active, in ``self.peak_mib``.
 
@@ -276,7 +256,7 @@ class PeakMemory:
     def method() -> str:
         if psutil is None:
             return "peak tracemalloc delta (psutil missing; BLAS/OpenMP buffers not traced)"
-        if _reset_rss_high_water_mark() and _rss_high_water_mark() is not None:
+        if reset_high_water_mark() and high_water_mark() is not None:
             return "peak RSS delta (psutil, sampled every 10 ms, and the kernel's VmHWM high-water mark)"
         return "peak RSS delta (psutil, sampled every 10 ms)"
 
@@ -285,7 +265,7 @@ class PeakMemory:
             tracemalloc.start()
             return self
         self._process = psutil.Process()
-        self._use_hwm = _reset_rss_high_water_mark()
+        self._use_hwm = reset_high_water_mark()
         self._baseline = self._peak = self._process.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -307,12 +287,8 @@ class PeakMemory:
         self._thread.join()
         self._peak = max(self._peak, self._process.memory_info().rss)
         if self._use_hwm:
-            self._peak = max(self._peak, _rss_high_water_mark() or 0)
+            self._peak = max(self._peak, high_water_mark() or 0)
         self.peak_mib = (self._peak - self._baseline) / 2**20
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def per_iteration_by_difference(t_many: float, t_one: float, n_iter_many: int) -> float | None:
@@ -419,16 +395,6 @@ def bench_sklearn(data: Data, repeats: int, max_iter: int, iterations_only: bool
         peak_mib=median(peaks),
         note=join_notes(stopped_early_note(many.n_iter_, max_iter), inertia_note),
     )
-
-
-def import_dask_ml() -> tuple[object | None, str]:
-    """dask-ml's KMeans class, or None and the reason it cannot be imported."""
-    try:
-        import dask_ml
-        import dask_ml.cluster
-    except Exception as exc:  # noqa: BLE001 - any failure means "not importable", with its reason
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return dask_ml.cluster.KMeans, getattr(dask_ml, "__version__", "?")
 
 
 class CapturedLogs(logging.Handler):
@@ -565,21 +531,17 @@ def add_ratios(rows: list[Row]) -> None:
                 row.ratios[reference] = row.iter_s / by_config[row.config]
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 COLUMNS = (
     ("config", lambda r: r.config.label),
     ("library", lambda r: r.library),
-    ("init (s)", lambda r: _fmt(r.init_s, ".3f")),
-    ("iter (ms)", lambda r: _fmt(None if r.iter_s is None else r.iter_s * 1e3, ".1f")),
-    ("x sklearn", lambda r: _fmt(r.ratios.get("sklearn"), ".2f")),
-    ("x dask-ml", lambda r: _fmt(r.ratios.get("dask-ml"), ".2f")),
-    ("total (s)", lambda r: _fmt(r.total_s, ".2f")),
-    ("n_iter", lambda r: _fmt(r.n_iter, "d")),
-    ("inertia", lambda r: _fmt(r.inertia, ".6g")),
-    ("peak (MiB)", lambda r: _fmt(r.peak_mib, ".0f")),
+    ("init (s)", lambda r: fmt(r.init_s, ".3f")),
+    ("iter (ms)", lambda r: fmt(None if r.iter_s is None else r.iter_s * 1e3, ".1f")),
+    ("x sklearn", lambda r: fmt(r.ratios.get("sklearn"), ".2f")),
+    ("x dask-ml", lambda r: fmt(r.ratios.get("dask-ml"), ".2f")),
+    ("total (s)", lambda r: fmt(r.total_s, ".2f")),
+    ("n_iter", lambda r: fmt(r.n_iter, "d")),
+    ("inertia", lambda r: fmt(r.inertia, ".6g")),
+    ("peak (MiB)", lambda r: fmt(r.peak_mib, ".0f")),
     ("note", lambda r: r.note),
 )
 
@@ -617,15 +579,6 @@ def format_table(rows: list[Row], markdown: bool) -> str:
 
 # ----------------------------------------------------------------------------------------------------
 # Driver
-
-
-@contextlib.contextmanager
-def quiet_warnings() -> Iterator[None]:
-    """Keep library deprecation chatter out of the table."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

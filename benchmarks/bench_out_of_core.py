@@ -100,17 +100,15 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import sys
 import threading
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import dask
 import dask.array as da
 import numpy as np
+from _common import fmt, high_water_mark, import_dask_ml, median, quiet_warnings, reset_high_water_mark
 
 try:
     import psutil
@@ -132,14 +130,6 @@ _started = time.perf_counter()
 
 def progress(message: str) -> None:
     print(f"[{time.perf_counter() - _started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -311,24 +301,6 @@ def cached_fraction(path: str) -> float | None:
 # Peak memory of processes
 
 
-def _reset_high_water_mark(pid: int) -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of a process; False where Linux does not allow it."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def _high_water_mark(pid: int) -> int | None:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 def _rss(pid: int) -> int | None:
     if psutil is None:
         return None
@@ -354,7 +326,7 @@ class PeakRSS:
     @staticmethod
     def method() -> str:
         pid = os.getpid()
-        hwm = _reset_high_water_mark(pid) and _high_water_mark(pid) is not None
+        hwm = reset_high_water_mark(pid) and high_water_mark(pid) is not None
         sampled = "psutil samples of the RSS every 0.1 s" if psutil is not None else None
         parts = (["the kernel's VmHWM high-water mark (reset before each measurement)"] if hwm else []) + (
             [sampled] if sampled else []
@@ -362,8 +334,8 @@ class PeakRSS:
         return "max of " + " and ".join(parts) if parts else "unavailable (no psutil, no /proc VmHWM)"
 
     def __enter__(self) -> PeakRSS:
-        self._hwm = {name: _reset_high_water_mark(pid) for name, pid in self.pids.items()}
-        self._baseline = {name: _rss(pid) or _high_water_mark(pid) or 0 for name, pid in self.pids.items()}
+        self._hwm = {name: reset_high_water_mark(pid) for name, pid in self.pids.items()}
+        self._baseline = {name: _rss(pid) or high_water_mark(pid) or 0 for name, pid in self.pids.items()}
         self._peak = dict(self._baseline)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -386,7 +358,7 @@ class PeakRSS:
         for name, pid in self.pids.items():
             peak = self._peak[name]
             if self._hwm[name]:
-                peak = max(peak, _high_water_mark(pid) or 0)
+                peak = max(peak, high_water_mark(pid) or 0)
             self.peak_mib[name] = peak / 2**20
             self.extra_mib[name] = (peak - self._baseline[name]) / 2**20
 
@@ -775,16 +747,6 @@ def bench_partial_fit(ds: Dataset, X: da.Array, C0: np.ndarray):
     return t_read + t_fit, t_read, t_fit, peak.extra_mib["this process"], model
 
 
-def import_dask_ml() -> tuple[object | None, str]:
-    """dask-ml's KMeans class, or None and the reason it cannot be imported."""
-    try:
-        import dask_ml
-        import dask_ml.cluster
-    except Exception as exc:  # noqa: BLE001 - any failure means "not importable", with its reason
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return dask_ml.cluster.KMeans, getattr(dask_ml, "__version__", "?")
-
-
 def bench_dask_ml(cluster: Cluster, res: Results, C0: np.ndarray, max_iter: int, budget_s: float,
                   worker_memory: int) -> Row:
     ds = res.dataset
@@ -897,11 +859,11 @@ COLUMNS = (
     ("chunks", lambda r: r.extra["chunks"]),
     ("workers", lambda r: r.extra["workers"]),
     ("measurement", lambda r: r.what),
-    ("time (s)", lambda r: _fmt(r.time_s, ".3f")),
-    ("x read", lambda r: _fmt(r.ratios.get("read"), ".2f")),
-    ("x in-mem", lambda r: _fmt(r.ratios.get("in-mem"), ".2f")),
+    ("time (s)", lambda r: fmt(r.time_s, ".3f")),
+    ("x read", lambda r: fmt(r.ratios.get("read"), ".2f")),
+    ("x in-mem", lambda r: fmt(r.ratios.get("in-mem"), ".2f")),
     ("peak RSS/worker (MiB)", lambda r: peaks_text(r.peaks_mib)),
-    ("inertia", lambda r: _fmt(r.extra.get("inertia"), ".6g")),
+    ("inertia", lambda r: fmt(r.extra.get("inertia"), ".6g")),
     ("note", lambda r: r.note),
 )
 
@@ -940,15 +902,6 @@ def verdict(ok: bool) -> str:
 
 # ----------------------------------------------------------------------------------------------------
 # Driver
-
-
-@contextlib.contextmanager
-def quiet_warnings() -> Iterator[None]:
-    """Keep library deprecation chatter out of the output."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1016,7 +969,7 @@ def prepare_stores(datasets: list[Dataset], directory: str) -> tuple[list[str], 
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(ds.path) for f in fs)
         lines.append(
             f"{ds.label}: written in {elapsed:.1f} s ({ds.nbytes / 1e6 / elapsed:.0f} MB/s), "
-            f"{size / 1e9:.2f} GB on disk; peak RSS of this process while writing: +{_fmt(extra, '.0f')} MiB"
+            f"{size / 1e9:.2f} GB on disk; peak RSS of this process while writing: +{fmt(extra, '.0f')} MiB"
         )
     return lines, datasets
 
