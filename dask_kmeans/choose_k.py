@@ -122,11 +122,8 @@ def _combine_sweep(parts: list[list[dict]], n_farthest: tuple[int, ...]) -> list
 
 
 def _inertia_chunk(X, w, centers_list, *, chunk):
-    out = []
-    for centers in centers_list:
-        labels, inertia, non_finite = label_partials(X, w, centers, chunk.row_offset)
-        out.append((inertia, non_finite["count"]))
-    return out
+    # Non-finite rows were already refused or counted by the Lloyd passes; here they add nothing.
+    return [label_partials(X, w, centers, chunk.row_offset)[1] for centers in centers_list]
 
 
 def silhouette_scores(X: np.ndarray, labelings: list[np.ndarray], block_rows: int = 1024) -> list[float]:
@@ -300,7 +297,7 @@ def choose_k(
 
         parts = map_chunks(data, _inertia_chunk, args=([centers[k] for k in ks],))
         n_passes += 1
-    inertias = [float(sum(p[i][0] for p in parts)) for i in range(len(ks))]
+    inertias = [float(sum(p[i] for p in parts)) for i in range(len(ks))]
     for value in inertias:
         check_finite_total(value, "inertia")
 

@@ -38,7 +38,7 @@ def _moments_chunk(X, w, with_log, *, chunk):
             rows = np.log1p(rows)
     return {
         "moments": feature_moments(rows),
-        "min": np.where(finite, X, np.inf).min(axis=0, initial=np.inf).astype(np.float64),
+        "min": X.min(axis=0, where=finite, initial=np.inf).astype(np.float64),  # no masked copy
         "non_finite": int(np.count_nonzero(~ok_rows)),
         "first_bad_row": chunk.row_offset + int(np.argmin(ok_rows)) if not ok_rows.all() else -1,
     }
