@@ -499,6 +499,17 @@ def expected_features(frame: pd.DataFrame, features: dict) -> tuple[np.ndarray, 
     return np.column_stack(columns), dtype
 
 
+def write_parts(features: dict, id_kind, with_text: bool, sizes, seed: int, write) -> pd.DataFrame:
+    """One generated frame per size, each passed to ``write(frame, i)``; returns them concatenated."""
+    frames, first = [], 0
+    for i, n in enumerate(sizes):
+        frame = make_frame(features, id_kind, with_text, n, first, seed + i)
+        write(frame, i)
+        frames.append(frame)
+        first += n
+    return pd.concat(frames, ignore_index=True)
+
+
 def check_table(table: Table, frame: pd.DataFrame, features: dict, id_kind):
     values, dtype = expected_features(frame, features)
     assert isinstance(table, Table)
@@ -535,14 +546,11 @@ def test_parquet_directory_reads_exactly_the_data(schema, sizes, seed):
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "lake")
         os.mkdir(root)
-        frames, first = [], 0
-        for i, n in enumerate(sizes):
-            frame = make_frame(features, id_kind, with_text, n, first, seed + i)
-            # part.10 comes after part.9: the readers take files in natural order
-            frame.to_parquet(os.path.join(root, f"part.{i}.parquet"), index=False)
-            frames.append(frame)
-            first += n
-        expected = pd.concat(frames, ignore_index=True)
+        # part.10 comes after part.9: the readers take files in natural order
+        expected = write_parts(
+            features, id_kind, with_text, sizes, seed,
+            lambda frame, i: frame.to_parquet(os.path.join(root, f"part.{i}.parquet"), index=False),
+        )
         if len(expected) == 0:
             with pytest.raises(ValueError, match="holds no rows"):
                 read(root, id_column=id_column)
@@ -611,13 +619,10 @@ def test_csv_reads_exactly_the_data(schema, sizes, seed):
     features, id_kind, with_text = schema
     id_column = None if id_kind is None else "row_id"
     with tempfile.TemporaryDirectory() as tmp:
-        frames, first = [], 0
-        for i, n in enumerate(sizes):
-            frame = make_frame(features, id_kind, with_text, n, first, seed + i)
-            frame.to_csv(os.path.join(tmp, f"day{i}.csv"), index=False)
-            frames.append(frame)
-            first += n
-        expected = pd.concat(frames, ignore_index=True)
+        expected = write_parts(
+            features, id_kind, with_text, sizes, seed,
+            lambda frame, i: frame.to_csv(os.path.join(tmp, f"day{i}.csv"), index=False),
+        )
         source = os.path.join(tmp, "day0.csv") if len(sizes) == 1 else os.path.join(tmp, "day*.csv")
         check_table(read(source, id_column=id_column), expected, features, id_kind)
 
