@@ -8,6 +8,7 @@ do about it.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -234,13 +235,21 @@ def check_array(X, what: str = "X") -> np.ndarray | da.Array:
     return np.ascontiguousarray(X, dtype=_float_dtype(X.dtype, what))
 
 
+@dataclass(frozen=True)
+class NamedRows:
+    """Data already split from its column names, to hand on without converting the frame again."""
+
+    X: object
+    feature_names: tuple[str, ...] | None
+
+
 def split_feature_names(X) -> tuple[object, tuple[str, ...] | None]:
     """The data without their column names, and the names: DataFrames and ``io.Table`` carry them.
 
     A pandas DataFrame becomes a numpy array; a dask DataFrame a dask array (computing its partition
     lengths costs one pass over it; ``dask_kmeans.io.read`` knows them from Parquet metadata instead).
     """
-    if hasattr(X, "X") and hasattr(X, "feature_names"):  # a dask_kmeans.io.Table
+    if hasattr(X, "X") and hasattr(X, "feature_names"):  # a dask_kmeans.io.Table or NamedRows
         return X.X, X.feature_names
     if not (hasattr(X, "columns") and hasattr(X, "dtypes")):
         return X, None

@@ -21,6 +21,7 @@ from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, ne
 from ._passes import ChunkedRows, map_chunks, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
+    NamedRows,
     NonFiniteDataError,
     check_array,
     check_finite_total,
@@ -242,13 +243,12 @@ def choose_k(
     if not (isinstance(sample_size, numbers.Integral) and sample_size >= 2):
         raise ValueError(f"sample_size must be an integer of at least 2; got {sample_size!r}.")
     n_passes = 0
+    X, feature_names = split_feature_names(X)
+    X = check_array(X)
     scaler = None
     if preprocessing is not None:
-        scaler = clone(preprocessing).fit(X)
+        scaler = clone(preprocessing).fit(NamedRows(X, feature_names))
         n_passes += 1
-    X, _ = split_feature_names(X)
-    X = check_array(X)
-    if scaler is not None:
         X = scaler.transform(X)
     n_samples, n_features = X.shape
     check_n_samples(n_samples, n_features, max(ks))

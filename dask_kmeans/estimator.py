@@ -25,6 +25,7 @@ from ._validation import (
     Boolean,
     ConvergenceWarning,
     Interval,
+    NamedRows,
     NotFittedError,
     Options,
     RandomStateLike,
@@ -276,13 +277,12 @@ default="k-means||"
             The fitted estimator.
         """
         validate_params(self.get_params(), self._parameter_constraints)
-        preprocessing = None
-        if self.preprocessing is not None:
-            # Fitted on the input itself, so that it records the column names too.
-            preprocessing = clone(self.preprocessing).fit(X)
         X, feature_names = split_feature_names(X)
         X = check_array(X)
-        if preprocessing is not None:
+        preprocessing = None
+        if self.preprocessing is not None:
+            # Given the names too, for its messages; the frame is not converted a second time.
+            preprocessing = clone(self.preprocessing).fit(NamedRows(X, feature_names))
             X = preprocessing.transform(X)
         n_samples, n_features = X.shape
         check_n_samples(n_samples, n_features, self.n_clusters)
