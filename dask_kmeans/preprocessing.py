@@ -29,7 +29,7 @@ from ._validation import (
 
 
 def _moments_chunk(X, w, with_log, *, chunk):
-    """Moments of the (log1p of the) finite rows, and what stops a fit: NaN/inf, values log1p refuses."""
+    """Moments of the (log1p of the) finite rows, and each column's minimum (log1p refuses values <= -1)."""
     finite = np.isfinite(X)
     ok_rows = finite.all(axis=1)
     rows = X if ok_rows.all() else X[ok_rows]
@@ -39,18 +39,13 @@ def _moments_chunk(X, w, with_log, *, chunk):
     return {
         "moments": feature_moments(rows),
         "min": X.min(axis=0, where=finite, initial=np.inf).astype(np.float64),  # no masked copy
-        "non_finite": int(np.count_nonzero(~ok_rows)),
-        "first_bad_row": chunk.row_offset + int(np.argmin(ok_rows)) if not ok_rows.all() else -1,
     }
 
 
 def _combine(parts: list[dict]) -> dict:
-    bad = [p["first_bad_row"] for p in parts if p["first_bad_row"] >= 0]
     return {
         "moments": combine_moments([p["moments"] for p in parts]),
         "min": np.min([p["min"] for p in parts], axis=0),
-        "non_finite": sum(p["non_finite"] for p in parts),
-        "first_bad_row": min(bad) if bad else -1,
     }
 
 
