@@ -72,9 +72,11 @@ def _profile_chunk(X, w, model, sample_rows, n_segments, *, chunk):
     kept = labels >= 0  # -1: a row left out by nan_policy="omit"
     in_chunk = sample_rows[(sample_rows >= chunk.row_offset) & (sample_rows < chunk.row_offset + len(X))]
     local = in_chunk - chunk.row_offset
+    # Boolean indexing copies the chunk: only when some rows are left out.
+    X_kept, labels_kept = (X, labels) if kept.all() else (X[kept], labels[kept])
     return {
-        "counts": np.bincount(labels[kept], minlength=n_segments).astype(np.int64),
-        "sums": weighted_cluster_sums(X[kept], labels[kept], None, n_segments),
+        "counts": np.bincount(labels_kept, minlength=n_segments).astype(np.int64),
+        "sums": weighted_cluster_sums(X_kept, labels_kept, None, n_segments),
         "omitted": int(np.count_nonzero(~kept)),
         "sample": X[local].astype(np.float64),
         "sample_labels": labels[local],
