@@ -24,6 +24,7 @@ from ._kernels import (
     lloyd_partials,
     nearest_center,
     non_finite_rows,
+    pairwise_sq_distances,
     update_centers,
 )
 from ._passes import ChunkedRows, map_reduce
@@ -96,12 +97,6 @@ def random_init(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
 # k-means++ in memory (greedy, with local trials)
 
 
-def _sq_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between the rows of A and of B, shape (len(A), len(B))."""
-    d = np.einsum("ij,ij->i", A, A)[:, None] - 2.0 * (A @ B.T) + np.einsum("ij,ij->i", B, B)[None, :]
-    return np.maximum(d, 0.0, out=d)
-
-
 def kmeans_plusplus(
     X: np.ndarray, n_clusters: int, weights: np.ndarray | None, rng: np.random.Generator
 ) -> np.ndarray:
@@ -116,13 +111,13 @@ def kmeans_plusplus(
     n_local_trials = 2 + int(np.log(n_clusters))
     centers = np.empty((n_clusters, X.shape[1]))
     centers[0] = X[rng.choice(n, p=w / w.sum())]
-    closest = _sq_distances(centers[:1], X)[0]
+    closest = pairwise_sq_distances(X, centers[:1])[:, 0]
     potential = closest @ w
     for c in range(1, n_clusters):
         targets = rng.random(n_local_trials) * potential
         candidate_ids = np.searchsorted(np.cumsum(w * closest), targets)
         np.clip(candidate_ids, None, n - 1, out=candidate_ids)
-        trial = np.minimum(closest, _sq_distances(X[candidate_ids], X))
+        trial = np.minimum(closest, pairwise_sq_distances(X, X[candidate_ids]).T)
         trial_potentials = trial @ w
         best = int(np.argmin(trial_potentials))
         potential, closest = trial_potentials[best], trial[best]
@@ -150,7 +145,7 @@ def _plusplus_chunk(X, w, chosen, trials, n_draws, seed, step, *, chunk, state=N
         d_chosen[~np.isfinite(d_chosen)] = 0.0  # non-finite rows are never drawn
         d2 = d_chosen if d2 is None else np.minimum(d2, d_chosen)
     # fmin: a non-finite row's distance to a trial is NaN; it keeps its 0 and stays out of the draws.
-    trial_d2 = d2[None, :] if len(trials) == 0 else np.fmin(d2[None, :], _sq_distances(trials, X))
+    trial_d2 = d2[None, :] if len(trials) == 0 else np.fmin(d2[None, :], pairwise_sq_distances(X, trials).T)
     weighted = trial_d2 * w
     log_u = np.log(chunk_rng(seed, _STREAM_PLUSPLUS, step, chunk.index).random((n_draws, n)))
     best_index = np.zeros((len(weighted), n_draws), dtype=np.int64)

@@ -1,9 +1,21 @@
-"""Per-chunk K-means math in plain numpy.
+"""Per-chunk K-means math: one compiled assignment kernel and the numpy functions around it.
 
 Everything here works on one in-memory block of rows and knows nothing about dask: the driver maps these
-functions over chunks and adds their partial results up in a tree. Distances use
-``||x||^2 - 2 x.c + ||c||^2`` so that the work is one GEMM per row block; the block is processed in
-sub-blocks of a few thousand rows so that the (rows x k) temporaries stay in cache.
+functions over chunks and adds their partial results up in a tree.
+
+Every path that meets data (Lloyd passes, the final labels, ``predict``, ``transform``, ``score``, the
+initializers' sampling distances, ``choose_k``, ``profile``, the writers) goes through two compiled
+functions (numba, ``nogil`` so that dask's threads run them in parallel):
+
+- :func:`assign`: the nearest centre of every row. Per block of a few hundred rows, one GEMM gives
+  ``||c||^2 - 2 x.c`` (the argmin does not need ``||x||^2``), then one sweep takes each row's nearest and
+  second-nearest centre, computes the distance to the nearest from differences (exact), and adds the
+  weighted row to its cluster's float64 sums and count. When the gap between the two nearest is within
+  the GEMM's rounding error bound, the row's distances are all recomputed from differences, so the labels
+  are those of the exact distances (ties to the lowest index) whatever the data's offset from zero.
+- :func:`pairwise_sq_distances`: every row's squared distance to every centre, for ``transform`` and the
+  k-means++ trials: a float64 GEMM on rows shifted to the centres' mean, with the entries whose rounding
+  bound is not small against their value recomputed from differences.
 
 Partials are plain dicts of small numpy arrays and floats; ``combine_*`` functions add them up and are
 associative, so any tree of combines gives the same result for the same order of leaves.
@@ -12,173 +24,316 @@ associative, so any tree of combines gives the same result for the same order of
 from __future__ import annotations
 
 import numpy as np
+
+# numba's np.dot calls scipy's BLAS: load it now, so that threadpoolctl's limits around a fit cover it.
+import scipy.linalg.cython_blas  # noqa: F401
 import scipy.sparse
+from numba import njit
 
-# Rows per sub-block: 8192 measured fastest for k from 4 to 64 (fewer numpy calls per row, the block
-# still in L2/L3); fewer rows for large k so that the (rows x k) block stays within 4 MiB.
+# Rows per GEMM block: 512 measured fastest for k from 16 to 1024 (d = 32 to 384); fewer for larger k so
+# that the block of distances stays within 2 MiB (in L2).
+_BLOCK_ROWS = 512
+_BLOCK_BYTES = 2 << 20
+# Rows per sub-block of the numpy passes (moments).
 _SUB_BLOCK_ROWS = 8192
-_DISTANCE_BLOCK_BYTES = 4 << 20
+# Entries of pairwise_sq_distances whose rounding bound exceeds this share of their value are recomputed.
+_PAIRWISE_RTOL = 1e-9
 
 
-def sub_block_rows(n_clusters: int, itemsize: int = 8) -> int:
-    """Rows per sub-block so that the distance block stays in cache."""
-    rows = _DISTANCE_BLOCK_BYTES // max(1, n_clusters * itemsize)
-    return int(min(_SUB_BLOCK_ROWS, max(256, rows)))
+def block_rows(n_centers: int, itemsize: int = 8) -> int:
+    """Rows per GEMM block so that the block of distances stays in cache."""
+    return int(min(_BLOCK_ROWS, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
 
 
-def _distance_operands(
-    centers: np.ndarray, dtype: np.dtype, augmented: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """``-2 C^T`` and ``||c||^2`` in the data's dtype, so the GEMM runs in that precision.
+def _rounding_factor(n_features: int, dtype) -> float:
+    """A bound on the relative rounding error of ``||c||^2 - 2 x.c`` in ``dtype``, in units of
+    ``||x||^2 + ||c||^2``: a dot product of ``d`` terms errs by at most about ``d`` ulps (Higham)."""
+    return (n_features + 4) * float(np.finfo(dtype).eps)
 
-    ``augmented`` stacks ``||c||^2`` under ``-2 C^T`` as one more row, for rows with a trailing 1.
+
+# ----------------------------------------------------------------------------------------------------
+# Compiled kernels
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _exact_sq_distance(x, c):
+    """``||x - c||^2`` from differences, in float64.
+
+    ``reassoc`` lets the sum run in SIMD lanes (the order is fixed by this one compiled function, which
+    every caller shares); NaN and infinity keep their meaning (no ``nnan``/``ninf``).
     """
-    centers64 = np.asarray(centers, dtype=np.float64)
-    center_sq = np.einsum("ij,ij->i", centers64, centers64)
-    neg2_ct = (-2.0 * centers64).T
-    if augmented:
-        neg2_ct = np.vstack([neg2_ct, center_sq[None, :]])
-    return np.ascontiguousarray(neg2_ct, dtype=dtype), center_sq.astype(dtype)
+    acc = 0.0
+    for f in range(x.shape[0]):
+        t = np.float64(x[f]) - c[f]
+        acc += t * t
+    return acc
 
 
-class _NearestCenter:
-    """Nearest-centre assignment of row blocks; operands and buffers are prepared once per chunk.
+@njit(nogil=True, cache=True)
+def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
+                   too_large, rows_per_block, labels, sq_dist, sums, counts):
+    """Labels and exact squared distances of every row of ``X``; optionally weighted sums and counts.
 
-    With an ``origin``, rows and centres are shifted by it and the distances computed in float32: half
-    the GEMM time, for the initializers' sampling, where the shift (a data row) keeps float32 accurate
-    however far the data sit from zero.
+    ``operand`` is ``-2 (centers - origin)`` and ``center_sq`` ``||centers - origin||^2``, both in the
+    GEMM's dtype. ``gemm_rows`` is ``X`` itself when the GEMM runs on the rows as they are; when it is
+    empty, the rows are shifted by ``origin`` (and cast to the GEMM's dtype) a block at a time. A row
+    whose distance is NaN, infinite or beyond ``too_large`` (its square overflows the data's dtype) gets
+    label -1 and distance NaN and adds nothing.
+    Returns the weighted inertia, the number of such rows and the index of the first.
     """
-
-    def __init__(self, centers: np.ndarray, dtype: np.dtype, n_features: int, rows: int, origin=None):
-        k = centers.shape[0]
-        self.origin = origin
-        if origin is not None:
-            centers = np.asarray(centers, dtype=np.float64) - origin
-            dtype = np.dtype(np.float32)
-        # With many more centres than features, copying each row block next to a column of ones and
-        # letting the GEMM add ||c||^2 is cheaper than adding it to the (rows x k) block afterwards.
-        self.augmented = k >= 2 * n_features
-        self.operand, self.center_sq = _distance_operands(centers, dtype, self.augmented)
-        rows = max(rows, 2)  # a single row is computed as two (see __call__)
-        self.dist_buffer = np.empty((rows, k), dtype=dtype)
-        self.row_buffer = None
-        if self.augmented or origin is not None:
-            self.row_buffer = np.ones((rows, n_features + self.augmented), dtype=dtype)
-        self.flat_row_starts = np.arange(rows) * k
-        # Outputs reused from block to block (callers copy them out): see lloyd_partials on allocations.
-        self.best_buffer = np.empty(rows, dtype=np.intp)
-        self.nearest_buffer = np.empty(rows, dtype=dtype)
-        self.norm_buffer = np.empty(rows, dtype=dtype)
-
-    def __call__(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and squared distances (clipped at zero) of the rows of one block.
-
-        The returned arrays are overwritten by the next call: copy them out.
-        """
-        nb, d = block.shape
-        if nb == 1:
-            # numpy hands a one-row product to BLAS gemv, which rounds some columns differently from
-            # gemm: identical centres would then not tie. Two copies of the row go through gemm.
-            best, nearest = self(np.concatenate([block, block]))
-            return best[:1], nearest[:1]
-        if self.row_buffer is not None:
-            rows = self.row_buffer[:nb]
-            if self.origin is None:
-                rows[:, :d] = block
-            else:
-                np.subtract(block, self.origin, out=rows[:, :d], casting="same_kind")
-            block = rows[:, :d]
+    n, d = X.shape
+    k = centers.shape[0]
+    gemm_dtype = operand.dtype
+    # The block of distances is (centres x rows): the sweep below then runs along contiguous rows, a
+    # SIMD lane per row, instead of along a row's k distances (a chain of dependent compares).
+    dist_flat = np.empty(rows_per_block * k, dtype=gemm_dtype)
+    shift = gemm_rows.shape[0] != n
+    shifted = np.empty((rows_per_block if shift else 0, d), dtype=gemm_dtype)
+    nearest = np.empty(rows_per_block, dtype=gemm_dtype)
+    second = np.empty(rows_per_block, dtype=gemm_dtype)
+    best = np.empty(rows_per_block, dtype=np.int64)
+    center_sq64 = center_norm * center_norm
+    max_center_sq = center_sq64.max() if k else 0.0
+    inertia = 0.0
+    n_bad = 0
+    first_bad = -1
+    for start in range(0, n, rows_per_block):
+        stop = min(start + rows_per_block, n)
+        nb = stop - start
+        dist = dist_flat[: nb * k].reshape((k, nb))
+        if not shift:
+            np.dot(operand, gemm_rows[start:stop].T, dist)
         else:
-            rows = block
-        dist = self.dist_buffer[:nb]
-        np.matmul(rows, self.operand, out=dist)
-        if not self.augmented:
-            dist += self.center_sq
-        best = dist.argmin(axis=1, out=self.best_buffer[:nb])
-        # ||x||^2 is not needed for the argmin, only for the distance itself.
-        nearest = np.take(dist, self.flat_row_starts[:nb] + best, out=self.nearest_buffer[:nb])
-        nearest += np.einsum("ij,ij->i", block, block, out=self.norm_buffer[:nb])
-        return best, np.maximum(nearest, 0, out=nearest)
+            for r in range(nb):
+                for f in range(d):
+                    shifted[r, f] = X[start + r, f] - origin[f]
+            np.dot(operand, shifted[:nb].T, dist)
+        # Nearest and second-nearest of every row of the block: ||c||^2 - 2 x.c, ties to the lowest index.
+        for r in range(nb):
+            nearest[r] = dist[0, r] + center_sq[0]
+            second[r] = np.inf
+            best[r] = 0
+        for j in range(1, k):
+            c_sq = center_sq[j]
+            for r in range(nb):
+                u = dist[j, r] + c_sq
+                v = nearest[r]
+                second[r] = min(second[r], max(u, v))
+                best[r] = j if u < v else best[r]
+                nearest[r] = min(u, v)
+        for r in range(nb):
+            i = start + r
+            label = best[r]
+            e = _exact_sq_distance(X[i], centers[label])
+            # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
+            bound = rounding * (2.0 * e + 2.0 * center_sq64[label] + max_center_sq)
+            if not (np.float64(second[r]) - np.float64(nearest[r]) > 2.0 * bound):
+                # The two nearest are within rounding of each other (or the row is not finite): decide
+                # from exact distances, ties to the lowest index.
+                label = 0
+                e = _exact_sq_distance(X[i], centers[0])
+                for j in range(1, k):
+                    e_j = _exact_sq_distance(X[i], centers[j])
+                    if e_j < e:
+                        label = j
+                        e = e_j
+            if not (e <= too_large):
+                labels[i] = -1
+                sq_dist[i] = np.nan
+                n_bad += 1
+                if first_bad < 0:
+                    first_bad = i
+                continue
+            labels[i] = label
+            sq_dist[i] = e
+            w = 1.0 if weights is None else np.float64(weights[i])
+            inertia += w * e
+            if sums is not None:
+                counts[label] += w
+                row_sums = sums[label]
+                x = X[i]
+                for f in range(d):
+                    row_sums[f] += w * np.float64(x[f])
+    return inertia, n_bad, first_bad
 
 
-def _float32_origin(X: np.ndarray, centers: np.ndarray, float32_from: np.ndarray | None):
-    """Where to shift rows to before float32 distances: given, or for float32 data the centres' mean.
+@njit(nogil=True, cache=True)
+def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, rows_per_block, out):
+    """``out[i, j] = ||X[i] - centers[j]||^2`` (float64): GEMM on shifted rows, checked entry by entry."""
+    n, d = X.shape
+    k = centers.shape[0]
+    out_flat = out.reshape(n * k)
+    shifted = np.empty((rows_per_block, d))
+    max_center_sq = center_sq.max()
+    for start in range(0, n, rows_per_block):
+        stop = min(start + rows_per_block, n)
+        nb = stop - start
+        for r in range(nb):
+            for f in range(d):
+                shifted[r, f] = np.float64(X[start + r, f]) - origin[f]
+        block = out_flat[start * k : stop * k].reshape((nb, k))
+        np.dot(shifted[:nb], operand, block)
+        for r in range(nb):
+            i = start + r
+            x_sq = 0.0
+            for f in range(d):
+                x_sq += shifted[r, f] * shifted[r, f]
+            nearest = np.inf
+            second = np.inf
+            for j in range(k):
+                value = block[r, j] + center_sq[j] + x_sq
+                if not (rounding * (x_sq + center_sq[j]) <= rtol * value):
+                    value = _exact_sq_distance(X[i], centers[j])
+                block[r, j] = value
+                second = min(second, max(value, nearest))
+                nearest = min(value, nearest)
+            # Two nearest within rounding of each other: the whole row from differences, as assign
+            # decides such rows, so that the argmin of a row is always assign's label.
+            if not (second - nearest > 2.0 * rounding * (x_sq + max_center_sq)):
+                for j in range(k):
+                    block[r, j] = _exact_sq_distance(X[i], centers[j])
+            for j in range(k):
+                block[r, j] = max(block[r, j], 0.0)
+    return out
 
-    ``||x||^2 - 2 x.c + ||c||^2`` cancels catastrophically in float32 when the data sit far from zero
-    (scikit-learn subtracts the mean from a copy of X for the same reason). A shift costs a copy of each
-    sub-block (15-20% of a float32 pass), so float32 data are shifted only when the centres sit farther
-    from zero than they spread around their mean.
+
+# ----------------------------------------------------------------------------------------------------
+# numpy-facing wrappers
+
+
+def _gemm_origin(centers: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    """Where to shift rows to before the GEMM: the centres' mean when they sit far from zero, else None.
+
+    ``||c||^2 - 2 x.c`` cancels when the data sit far from zero against their spread (scikit-learn
+    subtracts the mean from a copy of X for the same reason). A shift costs a copy of each block (10-20%
+    of a pass), so float32 rows are shifted when the centres' mean is farther from zero than they spread,
+    float64 rows only when it is a thousand times farther. Rows that the GEMM cannot tell apart are
+    recomputed from differences either way: the shift only keeps that rare.
     """
-    if float32_from is None and X.dtype == np.float32:
-        centers = np.asarray(centers, dtype=np.float64)
-        mean = centers.mean(axis=0)
-        if mean @ mean > ((centers - mean) ** 2).sum(axis=1).mean():
-            return mean
-    return float32_from
+    mean = centers.mean(axis=0)
+    spread = ((centers - mean) ** 2).sum(axis=1).mean()
+    far = 1.0 if dtype == np.float32 else 1e6
+    return mean if mean @ mean > far * spread else None
 
 
-# NaN or infinite rows make their distances NaN or inf; callers turn that into one clear error, so the
-# kernels do not also warn about it.
-_quiet_non_finite = np.errstate(invalid="ignore", over="ignore")
+@np.errstate(invalid="ignore", over="ignore")  # non-finite rows become label -1, not a warning
+def assign(
+    X: np.ndarray,
+    centers: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    with_sums: bool = False,
+    row_offset: int = 0,
+    float32_from: np.ndarray | None = None,
+) -> dict:
+    """Nearest centre of every row of ``X``, with the exact distance to it; the one assignment path.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float32 or float64
+    centers : ndarray of shape (k, d)
+    weights : ndarray of shape (n,) or None
+        Sample weights for the inertia (and the sums); None means all ones.
+    with_sums : bool
+        Also return each cluster's weighted sum of rows (float64) and weighted count.
+    row_offset : int
+        Global index of the first row, to say where the first non-finite row is.
+    float32_from : ndarray of shape (d,) or None
+        Run the GEMM in float32 on rows shifted by this point (one near the data): half the GEMM's time,
+        for the initializers' sampling. Labels and distances are exact all the same.
+
+    Returns
+    -------
+    dict with ``labels`` (int32; -1 for rows with NaN, infinity or an overflowing square), ``sq_dist``
+    (float64, exact; NaN for those rows), ``inertia`` (weighted, float), ``non_finite`` (``count`` and
+    global ``first_row``) and, with ``with_sums``, ``sums`` (k, d) and ``counts`` (k,) in float64.
+    """
+    X = np.ascontiguousarray(X)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    n, d = X.shape
+    k = centers.shape[0]
+    if float32_from is not None:
+        gemm_dtype, origin = np.dtype(np.float32), np.asarray(float32_from, dtype=np.float64)
+    else:
+        gemm_dtype, origin = X.dtype, _gemm_origin(centers, X.dtype)
+    shift = origin is not None or gemm_dtype != X.dtype
+    origin = np.zeros(d) if origin is None else origin
+    moved = centers - origin
+    operand = np.ascontiguousarray(-2.0 * moved, dtype=gemm_dtype)
+    center_norm = np.sqrt(np.einsum("ij,ij->i", moved, moved))
+    center_sq = (center_norm**2).astype(gemm_dtype)
+    labels = np.empty(n, dtype=np.int32)
+    sq_dist = np.empty(n, dtype=np.float64)
+    sums = np.zeros((k, d)) if with_sums else None
+    counts = np.zeros(k) if with_sums else None
+    w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
+    inertia, n_bad, first_bad = _assign_kernel(
+        X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
+        float(np.finfo(X.dtype).max), block_rows(k, gemm_dtype.itemsize), labels, sq_dist, sums, counts,
+    )
+    out = {
+        "labels": labels,
+        "sq_dist": sq_dist,
+        "inertia": float(inertia),
+        "non_finite": {"count": int(n_bad), "first_row": row_offset + int(first_bad) if n_bad else -1},
+    }
+    if with_sums:
+        out["sums"], out["counts"] = sums, counts
+    return out
 
 
-def _sub_blocks(n_rows: int, rows: int):
-    return (slice(start, start + rows) for start in range(0, n_rows, rows))
-
-
-@_quiet_non_finite
 def nearest_center(
     X: np.ndarray, centers: np.ndarray, *, float32_from: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index of, and squared distance to, the nearest centre for every row of ``X``.
+    """``labels`` (int32, -1 for non-finite rows) and exact ``sq_dist`` (float64, NaN there).
 
-    Returns ``labels`` (int32) and ``sq_dist`` (float64). Ties go to the lowest centre index. The distance
-    comes from the GEMM expansion, so it carries a rounding error of order ``eps * (|x|^2 + |c|^2)``; it is
-    clipped at zero. With ``float32_from`` (a point near the data, such as one of its rows), distances are
-    computed in float32 relative to that point: faster, and accurate enough for sampling.
+    See :func:`assign`.
     """
+    result = assign(X, centers, float32_from=float32_from)
+    return result["labels"], result["sq_dist"]
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def pairwise_sq_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every row of ``X`` to every centre, shape (n, k), float64.
+
+    Exact to a relative error of about 1e-9 or better wherever the data sit: a float64 GEMM on rows
+    shifted to the centres' mean, and the entries whose rounding bound is not small against their value
+    (near-zero distances) recomputed from differences. NaN or infinite rows give NaN or inf.
+    """
+    X = np.ascontiguousarray(X)
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
     n, d = X.shape
-    itemsize = 4 if float32_from is not None else X.dtype.itemsize
-    rows = min(sub_block_rows(centers.shape[0], itemsize), max(n, 1))
-    assign = _NearestCenter(centers, X.dtype, d, rows, origin=_float32_origin(X, centers, float32_from))
-    labels = np.empty(n, dtype=np.int32)
-    sq_dist = np.empty(n, dtype=np.float64)
-    for rows_slice in _sub_blocks(n, rows):
-        labels[rows_slice], sq_dist[rows_slice] = assign(X[rows_slice])
-    return labels, sq_dist
-
-
-@_quiet_non_finite
-def exact_sq_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Squared distance of each row to its assigned centre, computed from differences (no cancellation)."""
-    centers = np.asarray(centers, dtype=X.dtype)
-    out = np.empty(X.shape[0], dtype=np.float64)
-    # A sub-block at a time: temporaries of a few MiB, not two more copies of the chunk.
-    for rows in _sub_blocks(X.shape[0], _SUB_BLOCK_ROWS):
-        diff = X[rows] - centers[labels[rows]]
-        out[rows] = np.einsum("ij,ij->i", diff, diff)
+    k = centers.shape[0]
+    origin = centers.mean(axis=0) if k else np.zeros(d)
+    moved = centers - origin
+    operand = np.ascontiguousarray(-2.0 * moved.T)
+    center_sq = np.einsum("ij,ij->i", moved, moved)
+    out = np.empty((n, k))
+    if n and k:
+        _pairwise_kernel(X, centers, operand, center_sq, origin, _rounding_factor(d, np.float64),
+                         _PAIRWISE_RTOL, block_rows(k), out)
     return out
 
 
 def weighted_cluster_sums(
     X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, n_clusters: int
 ) -> np.ndarray:
-    """``sums[j] = sum of weights[i] * X[i] over rows i labelled j``, in float64.
+    """``sums[j] = sum of weights[i] * X[i] over rows i labelled j``, in float64 (labels already known).
 
-    A sparse (k x n) matrix with one entry per column times X: one sequential pass over the rows in C,
-    measured 3x faster than a flat ``bincount`` and 10x faster than ``np.add.at``.
+    A sparse (k x n) matrix with one entry per column times X: one sequential pass over the rows in C.
     """
     n = X.shape[0]
     values = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     onehot = scipy.sparse.csc_array((values, labels, np.arange(n + 1)), shape=(n_clusters, n))
-    return onehot @ X.astype(np.float64, copy=False)  # float32 rows are summed in float64
+    return onehot @ X.astype(np.float64, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Lloyd partials: one chunk -> sums, counts, inertia, farthest points (and the data's moments on pass 1)
 
 
-@_quiet_non_finite
 def lloyd_partials(
     X: np.ndarray,
     weights: np.ndarray | None,
@@ -207,55 +362,21 @@ def lloyd_partials(
 
     Returns
     -------
-    dict with ``sums`` (k, d) float64, ``counts`` (k,) float64, ``inertia`` float, ``farthest`` (see
-    :func:`farthest_points`) and, if asked, ``moments``.
+    dict with ``sums`` (k, d) float64, ``counts`` (k,) float64, ``inertia`` float (exact distances),
+    ``farthest`` (see :func:`farthest_points`), ``non_finite`` and, if asked, ``moments``. Rows with NaN,
+    infinity or overflowing squares add to none of them; they are counted in ``non_finite``.
     """
-    n, d = X.shape
-    n_clusters = centers.shape[0]
-    rows = min(sub_block_rows(n_clusters, X.dtype.itemsize), max(n, 1))
-    assign = _NearestCenter(centers, X.dtype, d, rows, origin=_float32_origin(X, centers, None))
-    labels = np.empty(n, dtype=np.int32)
-    sq_dist = np.empty(n, dtype=np.float64)
-    # float64 rows are summed in one sparse product per chunk (measured fastest); other dtypes a block
-    # at a time, so that each block is upcast to float64 while it is still in cache.
-    sum_per_block = X.dtype != np.float64
-    sums = np.zeros((n_clusters, d))
-    # One float64 buffer for every sub-block's upcast, not a fresh array each time: a fresh MiB-sized
-    # array is an mmap and page faults per sub-block wherever glibc's dynamic mmap threshold is off,
-    # as in every distributed worker (MALLOC_TRIM_THRESHOLD_ is set): measured 2.3x slower there.
-    upcast = np.empty((rows, d)) if sum_per_block else None
-    for rows_slice in _sub_blocks(n, rows):
-        block = X[rows_slice]
-        labels[rows_slice], sq_dist[rows_slice] = assign(block)
-        if sum_per_block:
-            block_weights = None if weights is None else weights[rows_slice]
-            block64 = upcast[: len(block)]
-            block64[...] = block
-            sums += weighted_cluster_sums(block64, labels[rows_slice], block_weights, n_clusters)
-    non_finite = non_finite_rows(sq_dist, row_offset)
-    if non_finite["count"]:
-        # Rows with NaN or inf (or overflowing squares) are left out of every statistic, through a zero
-        # weight on a zeroed copy of the chunk; the driver raises or counts them, as nan_policy says.
-        X, weights, labels, sq_dist = _without_non_finite_rows(X, weights, labels, sq_dist)
-        sum_per_block = False
-    if not sum_per_block:
-        sums = weighted_cluster_sums(X, labels, weights, n_clusters)
-    if weights is None:
-        counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-        inertia = float(sq_dist.sum())
-    else:
-        counts = np.bincount(labels, weights=weights, minlength=n_clusters)
-        inertia = float(np.dot(weights, sq_dist))
+    result = assign(X, centers, weights, with_sums=True, row_offset=row_offset)
+    labels, sq_dist = result["labels"], result["sq_dist"]
     partials = {
-        "sums": sums,
-        "counts": counts,
-        "inertia": inertia,
+        "sums": result["sums"],
+        "counts": result["counts"],
+        "inertia": result["inertia"],
         "farthest": farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest),
-        "non_finite": non_finite,
+        "non_finite": result["non_finite"],
     }
     if with_moments:
-        finite = slice(None) if not non_finite["count"] else weights > 0
-        partials["moments"] = feature_moments(X[finite])
+        partials["moments"] = feature_moments(X if not result["non_finite"]["count"] else X[labels >= 0])
     return partials
 
 
@@ -274,14 +395,6 @@ def flagged_rows(flags: np.ndarray, row_offset: int) -> dict:
 def combine_non_finite(parts: list[dict]) -> dict:
     firsts = [p["first_row"] for p in parts if p["count"]]
     return {"count": sum(p["count"] for p in parts), "first_row": min(firsts) if firsts else -1}
-
-
-def _without_non_finite_rows(X, weights, labels, sq_dist):
-    """Copies in which non-finite rows weigh nothing and hold zeros (0 * NaN would still be NaN)."""
-    bad = ~np.isfinite(sq_dist)
-    X = np.where(bad[:, None], 0, X).astype(X.dtype, copy=False)
-    weights = np.where(bad, 0.0, 1.0 if weights is None else weights)
-    return X, weights, np.where(bad, 0, labels).astype(np.int32), np.where(bad, 0.0, sq_dist)
 
 
 def combine_lloyd_partials(parts: list[dict], *, n_farthest: int = 0) -> dict:
@@ -310,8 +423,10 @@ def farthest_points(
 
     Ties are broken by the smaller global row index, so the choice does not depend on the chunking.
     """
-    # Zero-weight rows cannot fill an empty cluster: they would leave it weightless.
-    eligible = sq_dist if weights is None else np.where(weights > 0, sq_dist, -np.inf)
+    # Zero-weight rows cannot fill an empty cluster: they would leave it weightless; rows left out
+    # (label -1) cannot either.
+    usable = labels >= 0 if weights is None else (labels >= 0) & (weights > 0)
+    eligible = np.where(usable, sq_dist, -np.inf)
     candidates = np.flatnonzero(eligible >= _lower_bound_of_nth_largest(eligible, n_keep))
     candidates = candidates[eligible[candidates] > -np.inf]
     return _sorted_farthest(
@@ -362,8 +477,8 @@ def feature_moments(X: np.ndarray) -> dict:
     # Centred a sub-block at a time: a whole centred chunk would be a float64 copy of it (twice the size
     # of a float32 chunk) on top of the chunk, at the memory peak of the first pass.
     m2 = np.zeros(X.shape[1])
-    for rows in _sub_blocks(X.shape[0], _SUB_BLOCK_ROWS):
-        centred = X[rows] - mean
+    for start in range(0, X.shape[0], _SUB_BLOCK_ROWS):
+        centred = X[start : start + _SUB_BLOCK_ROWS] - mean
         m2 += np.einsum("ij,ij->j", centred, centred)
     return {"n": X.shape[0], "mean": mean, "m2": m2}
 
@@ -413,20 +528,12 @@ def update_centers(partials: dict, old_centers: np.ndarray) -> tuple[np.ndarray,
 # Final pass: labels and the exact inertia
 
 
-@_quiet_non_finite
 def label_partials(
     X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, row_offset: int = 0
 ) -> tuple[np.ndarray, float, dict]:
-    """Labels of one chunk, its weighted inertia from exact distances, and its non-finite rows.
+    """Labels of one chunk, its weighted inertia (exact distances), and its non-finite rows.
 
     Non-finite rows get the label -1 and add nothing to the inertia.
     """
-    labels, _ = nearest_center(X, centers)
-    sq_dist = exact_sq_distances(X, centers, labels)
-    non_finite = non_finite_rows(sq_dist, row_offset)
-    if non_finite["count"]:
-        bad = ~np.isfinite(sq_dist)
-        labels[bad] = -1
-        sq_dist[bad] = 0.0
-    inertia = float(sq_dist.sum() if weights is None else np.dot(weights, sq_dist))
-    return labels, inertia, non_finite
+    result = assign(X, centers, weights, row_offset=row_offset)
+    return result["labels"], result["inertia"], result["non_finite"]

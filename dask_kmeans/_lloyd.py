@@ -134,7 +134,12 @@ def final_labels(
     data: ChunkedRows, centers: np.ndarray, keep_labels: bool = True
 ) -> tuple[np.ndarray | None, float, int, np.ndarray]:
     """One pass: the rows' labels (-1 for rows left out; None unless ``keep_labels``), the weighted
-    inertia, how many rows were left out, and the number of rows in each cluster."""
+    inertia, how many rows were left out, and the number of rows in each cluster.
+
+    The centres are rounded to the data's dtype first, as ``cluster_centers_`` keeps them, so that
+    ``labels_`` and ``inertia_`` are what ``predict`` and ``score`` give for the same rows.
+    """
+    centers = np.asarray(centers).astype(data.dtype).astype(np.float64)
     parts = map_chunks(data, _label_chunk, args=(centers, keep_labels))
     inertia = float(np.sum([p[1] for p in parts]))
     check_finite_total(inertia, "inertia")

@@ -17,7 +17,14 @@ import numpy as np
 
 from ._base import clone
 from ._init import kmeans_plusplus, lloyd_in_memory
-from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, nearest_center, update_centers
+from ._kernels import (
+    combine_lloyd_partials,
+    label_partials,
+    lloyd_partials,
+    nearest_center,
+    pairwise_sq_distances,
+    update_centers,
+)
 from ._passes import ChunkedRows, map_chunks, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
@@ -142,13 +149,10 @@ def silhouette_scores(X: np.ndarray, labelings: list[np.ndarray], block_rows: in
         onehot[np.arange(n), labels] = 1.0
         onehots.append(onehot)
         counts.append(onehot.sum(axis=0))
-    sq = np.einsum("ij,ij->i", X, X)
     totals = np.zeros(len(labelings))
     for start in range(0, n, block_rows):
         rows = slice(start, min(start + block_rows, n))
-        d2 = sq[rows, None] - 2.0 * (X[rows] @ X.T) + sq[None, :]
-        dist = np.sqrt(np.maximum(d2, 0.0, out=d2), out=d2)
-        dist[np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)] = 0.0  # exact self-distance
+        dist = np.sqrt(pairwise_sq_distances(X[rows], X))
         for i, (labels, onehot, count) in enumerate(zip(labelings, onehots, counts)):
             per_cluster = dist @ onehot  # summed distance of each row to every cluster
             own = labels[rows]

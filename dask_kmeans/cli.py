@@ -27,8 +27,6 @@ import time
 import warnings
 from collections.abc import Iterator
 
-import numpy as np
-
 from . import __version__
 
 EXIT_OK, EXIT_RUNTIME_ERROR, EXIT_USAGE = 0, 1, 2
@@ -277,20 +275,6 @@ def _check_outputs_free(paths: list[str | None], overwrite: bool) -> None:
             raise CommandError(f"{path} already exists; pass --overwrite to replace it.")
 
 
-def _labels_and_distances(X: np.ndarray, centers: np.ndarray, nan_policy: str) -> np.ndarray:
-    """One block's labels and Euclidean distances to the assigned centre, as two float64 columns."""
-    from ._kernels import exact_sq_distances, flagged_rows, nearest_center
-    from ._validation import check_non_finite
-
-    labels, _ = nearest_center(X, centers)
-    with np.errstate(invalid="ignore", over="ignore"):
-        sq_dist = exact_sq_distances(X, centers, labels)
-    bad = ~np.isfinite(sq_dist)
-    check_non_finite(flagged_rows(bad, 0), None, nan_policy)
-    labels[bad] = -1  # left out under nan_policy="omit"; their distance stays NaN
-    return np.column_stack([labels, np.sqrt(sq_dist)])
-
-
 def _remove(path: str) -> None:
     import fsspec
 
@@ -307,14 +291,8 @@ def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, 
     X = table.X
     distances_out = None
     if distances:
-        # Labels and distances from one pass: both columns come from the same task per chunk.
-        if hasattr(model, "preprocessing_"):
-            X = model.preprocessing_.transform(X)  # the distances are in the space the model clusters
-        centers = model.cluster_centers_.astype(X.dtype)
-        both = X.map_blocks(
-            _labels_and_distances, centers, model.nan_policy, dtype=np.float64, chunks=(X.chunks[0], (2,))
-        )
-        labels_out, distances_out = both[:, 0].astype(np.int32), both[:, 1]
+        # Labels and distances from one pass, in the space the model clusters (after its preprocessing).
+        labels_out, distances_out = model.predict_with_distance(X)
     elif labels is not None:
         labels_out = da.from_array(labels, chunks=(X.chunks[0],))  # from the fit's last pass: no new pass
     else:

@@ -16,7 +16,7 @@ import numpy as np
 from . import _checkpoint
 from ._base import FittedInputMixin, ParamsMixin, clone
 from ._init import initial_centers
-from ._kernels import combine_non_finite, flagged_rows, label_partials, nearest_center
+from ._kernels import assign, combine_non_finite, flagged_rows, label_partials, pairwise_sq_distances
 from ._lloyd import final_labels, lloyd, logger
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
@@ -355,8 +355,28 @@ default="k-means||"
             return X.map_blocks(_predict_block, centers, self.nan_policy, dtype=np.int32, drop_axis=1)
         return _predict_block(X, centers, self.nan_policy)
 
+    def predict_with_distance(self, X):
+        """The nearest centre of each row and the (exact) Euclidean distance to it, from one pass.
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,), dtype int32
+        distances : ndarray or dask array of shape (n_samples,), dtype float64
+            Rows left out under ``nan_policy="omit"`` have label -1 and distance NaN. Both lazy when ``X``
+            is a dask array, computed by the same task per chunk.
+        """
+        X, centers = self._check_fitted_input(X)
+        if isinstance(X, da.Array):
+            both = X.map_blocks(
+                _labels_and_distances_block, centers, self.nan_policy, dtype=np.float64,
+                chunks=(X.chunks[0], (2,)),
+            )
+        else:
+            both = _labels_and_distances_block(X, centers, self.nan_policy)
+        return both[:, 0].astype(np.int32), both[:, 1]
+
     def transform(self, X):
-        """Euclidean distance of each row to every centre.
+        """Euclidean distance of each row to every centre (exact, from differences where it matters).
 
         Returns
         -------
@@ -503,20 +523,24 @@ class _RestoredRun:
 
 
 def _predict_block(X, centers, nan_policy):
-    labels, sq_dist = nearest_center(X, centers)
-    bad = ~np.isfinite(sq_dist)
-    check_non_finite(flagged_rows(bad, 0), None, nan_policy)
-    labels[bad] = -1
-    return labels
+    result = assign(X, centers)
+    check_non_finite(result["non_finite"], None, nan_policy)
+    return result["labels"]  # -1 for rows left out under nan_policy="omit"
 
 
-@np.errstate(invalid="ignore", over="ignore")  # non-finite rows raise or become NaN just below
+def _labels_and_distances_block(X, centers, nan_policy):
+    """Labels and exact Euclidean distances to the assigned centre, as two float64 columns."""
+    result = assign(X, centers)
+    check_non_finite(result["non_finite"], None, nan_policy)
+    # Rows left out (nan_policy="omit") have label -1 and distance NaN.
+    return np.column_stack([result["labels"], np.sqrt(result["sq_dist"])])
+
+
 def _distances_block(X, centers, nan_policy):
-    center_sq = np.einsum("ij,ij->i", centers, centers)
-    sq = np.einsum("ij,ij->i", X, X)[:, None] - 2 * (X @ centers.T) + center_sq[None, :]
-    bad = ~np.isfinite(sq.sum(axis=1))
+    with np.errstate(invalid="ignore"):
+        distances = np.sqrt(pairwise_sq_distances(X, centers)).astype(X.dtype, copy=False)
+    bad = ~np.isfinite(distances.sum(axis=1))
     check_non_finite(flagged_rows(bad, 0), None, nan_policy)
-    distances = np.sqrt(np.maximum(sq, 0, out=sq))
     distances[bad] = np.nan
     return distances
 

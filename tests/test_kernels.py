@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from dask_kmeans._kernels import (
+    block_rows,
     combine_lloyd_partials,
     combine_moments,
     feature_moments,
     lloyd_partials,
     nearest_center,
-    sub_block_rows,
     update_centers,
 )
 
@@ -23,7 +23,7 @@ def _data(n=5000, d=7, k=9, seed=0, dtype=np.float64):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_nearest_center_matches_brute_force(dtype):
-    X, C = _data(n=3 * sub_block_rows(9) + 17, dtype=dtype)  # several sub-blocks and a ragged end
+    X, C = _data(n=3 * block_rows(9) + 17, dtype=dtype)  # several sub-blocks and a ragged end
     labels, sq_dist = nearest_center(X, C)
     exact = ((X.astype(np.float64)[:, None] - C[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(labels, exact.argmin(1))
