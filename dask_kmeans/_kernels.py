@@ -30,10 +30,16 @@ import scipy.linalg.cython_blas  # noqa: F401
 import scipy.sparse
 from numba import njit
 
-# Rows per GEMM block: 512 measured fastest for k from 16 to 1024 (d = 32 to 384); fewer for larger k so
-# that the block of distances stays within 2 MiB (in L2).
-_BLOCK_ROWS = 512
+# Rows per GEMM block, measured fastest for k from 16 to 1024 (d = 32 to 384): 256 when the block is
+# (rows x centres), 512 when it is (centres x rows), from _CENTRES_FIRST centres on; fewer for larger k
+# so that the block of distances stays within 2 MiB (in L2).
+_BLOCK_ROWS = 256
+_BLOCK_ROWS_CENTRES_FIRST = 512
+_CENTRES_FIRST = 32
 _BLOCK_BYTES = 2 << 20
+# From this many centres, float64 rows are cast (and shifted) to float32 for the GEMM: half the GEMM's
+# time outweighs the cast from about 32 centres on (1M x 32, k=64: 153 -> 111 ms a pass; k=16: none).
+_FLOAT32_GEMM_FROM = 32
 # Rows per sub-block of the numpy passes (moments).
 _SUB_BLOCK_ROWS = 8192
 # Entries of pairwise_sq_distances whose rounding bound exceeds this share of their value are recomputed.
@@ -42,7 +48,8 @@ _PAIRWISE_RTOL = 1e-9
 
 def block_rows(n_centers: int, itemsize: int = 8) -> int:
     """Rows per GEMM block so that the block of distances stays in cache."""
-    return int(min(_BLOCK_ROWS, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
+    rows = _BLOCK_ROWS_CENTRES_FIRST if n_centers >= _CENTRES_FIRST else _BLOCK_ROWS
+    return int(min(rows, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
 
 
 def _rounding_factor(n_features: int, dtype) -> float:
@@ -69,13 +76,65 @@ def _exact_sq_distance(x, c):
     return acc
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _nearest_two_of_four(dist, r, center_sq, k):
+    """:func:`_nearest_two` of rows ``r`` to ``r + 3`` of a (rows x centres) block, interleaved: four
+    independent chains of compares keep the pipeline full where one row's chain would stall it."""
+    c = center_sq[0]
+    n0 = dist[r, 0] + c
+    n1 = dist[r + 1, 0] + c
+    n2 = dist[r + 2, 0] + c
+    n3 = dist[r + 3, 0] + c
+    s0 = np.inf
+    s1 = np.inf
+    s2 = np.inf
+    s3 = np.inf
+    b0 = 0
+    b1 = 0
+    b2 = 0
+    b3 = 0
+    for j in range(1, k):
+        c = center_sq[j]
+        u0 = dist[r, j] + c
+        u1 = dist[r + 1, j] + c
+        u2 = dist[r + 2, j] + c
+        u3 = dist[r + 3, j] + c
+        s0 = min(s0, max(u0, n0))
+        s1 = min(s1, max(u1, n1))
+        s2 = min(s2, max(u2, n2))
+        s3 = min(s3, max(u3, n3))
+        b0 = j if u0 < n0 else b0
+        b1 = j if u1 < n1 else b1
+        b2 = j if u2 < n2 else b2
+        b3 = j if u3 < n3 else b3
+        n0 = min(u0, n0)
+        n1 = min(u1, n1)
+        n2 = min(u2, n2)
+        n3 = min(u3, n3)
+    return b0, b1, b2, b3, n0, n1, n2, n3, s0, s1, s2, s3
+
+@njit(nogil=True, cache=True, inline="always")
+def _nearest_two(dist, r, center_sq, k):
+    """Index of the smallest ``dist[r, j] + center_sq[j]`` (ties to the lowest), its value and the
+    second smallest value."""
+    nearest = dist[r, 0] + center_sq[0]
+    second = np.inf
+    best = 0
+    for j in range(1, k):
+        u = dist[r, j] + center_sq[j]
+        second = min(second, max(u, nearest))
+        best = j if u < nearest else best
+        nearest = min(u, nearest)
+    return best, nearest, second
+
+
 @njit(nogil=True, cache=True)
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
-                   too_large, rows_per_block, labels, sq_dist, sums, counts):
+                   too_large, rows_per_block, centres_first, labels, sq_dist, sums, counts):
     """Labels and exact squared distances of every row of ``X``; optionally weighted sums and counts.
 
-    ``operand`` is ``-2 (centers - origin)`` and ``center_sq`` ``||centers - origin||^2``, both in the
-    GEMM's dtype. ``gemm_rows`` is ``X`` itself when the GEMM runs on the rows as they are; when it is
+    ``operand`` is ``-2 (centers - origin)`` (transposed unless ``centres_first``) and ``center_sq``
+    ``||centers - origin||^2``, both in the GEMM's dtype. ``gemm_rows`` is ``X`` itself when the GEMM runs on the rows as they are; when it is
     empty, the rows are shifted by ``origin`` (and cast to the GEMM's dtype) a block at a time. A row
     whose distance is NaN, infinite or beyond ``too_large`` (its square overflows the data's dtype) gets
     label -1 and distance NaN and adds nothing.
@@ -84,8 +143,9 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     n, d = X.shape
     k = centers.shape[0]
     gemm_dtype = operand.dtype
-    # The block of distances is (centres x rows): the sweep below then runs along contiguous rows, a
-    # SIMD lane per row, instead of along a row's k distances (a chain of dependent compares).
+    # With many centres the block of distances is (centres x rows) and the sweep runs along contiguous
+    # rows, a SIMD lane per row. With few, that GEMM shape is slow (1.8x for k=16): the block is
+    # (rows x centres) and four rows are swept at a time.
     dist_flat = np.empty(rows_per_block * k, dtype=gemm_dtype)
     shift = gemm_rows.shape[0] != n
     shifted = np.empty((rows_per_block if shift else 0, d), dtype=gemm_dtype)
@@ -100,27 +160,40 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     for start in range(0, n, rows_per_block):
         stop = min(start + rows_per_block, n)
         nb = stop - start
-        dist = dist_flat[: nb * k].reshape((k, nb))
         if not shift:
-            np.dot(operand, gemm_rows[start:stop].T, dist)
+            rows = gemm_rows[start:stop]
         else:
+            rows = shifted[:nb]
             for r in range(nb):
                 for f in range(d):
-                    shifted[r, f] = X[start + r, f] - origin[f]
-            np.dot(operand, shifted[:nb].T, dist)
-        # Nearest and second-nearest of every row of the block: ||c||^2 - 2 x.c, ties to the lowest index.
-        for r in range(nb):
-            nearest[r] = dist[0, r] + center_sq[0]
-            second[r] = np.inf
-            best[r] = 0
-        for j in range(1, k):
-            c_sq = center_sq[j]
+                    rows[r, f] = X[start + r, f] - origin[f]
+        if centres_first:
+            dist = dist_flat[: nb * k].reshape((k, nb))
+            np.dot(operand, rows.T, dist)
             for r in range(nb):
-                u = dist[j, r] + c_sq
-                v = nearest[r]
-                second[r] = min(second[r], max(u, v))
-                best[r] = j if u < v else best[r]
-                nearest[r] = min(u, v)
+                nearest[r] = dist[0, r] + center_sq[0]
+                second[r] = np.inf
+                best[r] = 0
+            for j in range(1, k):
+                c_sq = center_sq[j]
+                for r in range(nb):
+                    u = dist[j, r] + c_sq
+                    v = nearest[r]
+                    second[r] = min(second[r], max(u, v))
+                    best[r] = j if u < v else best[r]
+                    nearest[r] = min(u, v)
+        else:
+            dist = dist_flat[: nb * k].reshape((nb, k))
+            np.dot(rows, operand, dist)
+            r = 0
+            while r + 4 <= nb:
+                (best[r], best[r + 1], best[r + 2], best[r + 3], nearest[r], nearest[r + 1], nearest[r + 2],
+                 nearest[r + 3], second[r], second[r + 1], second[r + 2], second[r + 3]) = (
+                    _nearest_two_of_four(dist, r, center_sq, k))
+                r += 4
+            while r < nb:
+                best[r], nearest[r], second[r] = _nearest_two(dist, r, center_sq, k)
+                r += 1
         for r in range(nb):
             i = start + r
             label = best[r]
@@ -240,7 +313,8 @@ def assign(
         Global index of the first row, to say where the first non-finite row is.
     float32_from : ndarray of shape (d,) or None
         Run the GEMM in float32 on rows shifted by this point (one near the data): half the GEMM's time,
-        for the initializers' sampling. Labels and distances are exact all the same.
+        for the initializers' sampling. Labels and distances are exact all the same (float64 rows go
+        through a float32 GEMM anyway from 32 centres on, shifted by the centres' mean).
 
     Returns
     -------
@@ -254,12 +328,17 @@ def assign(
     k = centers.shape[0]
     if float32_from is not None:
         gemm_dtype, origin = np.dtype(np.float32), np.asarray(float32_from, dtype=np.float64)
+    elif X.dtype == np.float64 and k >= _FLOAT32_GEMM_FROM:
+        # The labels are those of exact distances whatever the GEMM's precision (rows it cannot decide
+        # are recomputed), so float64 rows may go through a float32 GEMM where that pays.
+        gemm_dtype, origin = np.dtype(np.float32), centers.mean(axis=0)
     else:
         gemm_dtype, origin = X.dtype, _gemm_origin(centers, X.dtype)
     shift = origin is not None or gemm_dtype != X.dtype
     origin = np.zeros(d) if origin is None else origin
     moved = centers - origin
-    operand = np.ascontiguousarray(-2.0 * moved, dtype=gemm_dtype)
+    centres_first = k >= _CENTRES_FIRST
+    operand = np.ascontiguousarray(-2.0 * (moved if centres_first else moved.T), dtype=gemm_dtype)
     center_norm = np.sqrt(np.einsum("ij,ij->i", moved, moved))
     center_sq = (center_norm**2).astype(gemm_dtype)
     labels = np.empty(n, dtype=np.int32)
@@ -270,7 +349,8 @@ def assign(
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
     inertia, n_bad, first_bad = _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
-        float(np.finfo(X.dtype).max), block_rows(k, gemm_dtype.itemsize), labels, sq_dist, sums, counts,
+        float(np.finfo(X.dtype).max), block_rows(k, gemm_dtype.itemsize), centres_first, labels,
+        sq_dist, sums, counts,
     )
     out = {
         "labels": labels,
@@ -372,7 +452,9 @@ def lloyd_partials(
         "sums": result["sums"],
         "counts": result["counts"],
         "inertia": result["inertia"],
-        "farthest": farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest),
+        "farthest": farthest_points(
+            X, weights, labels, sq_dist, row_offset, n_farthest, result["non_finite"]["count"] > 0
+        ),
         "non_finite": result["non_finite"],
     }
     if with_moments:
@@ -418,15 +500,19 @@ def farthest_points(
     sq_dist: np.ndarray,
     row_offset: int,
     n_keep: int,
+    any_left_out: bool = True,
 ) -> dict:
     """The ``n_keep`` rows with positive weight farthest from their centre, farthest first.
 
     Ties are broken by the smaller global row index, so the choice does not depend on the chunking.
     """
     # Zero-weight rows cannot fill an empty cluster: they would leave it weightless; rows left out
-    # (label -1) cannot either.
-    usable = labels >= 0 if weights is None else (labels >= 0) & (weights > 0)
-    eligible = np.where(usable, sq_dist, -np.inf)
+    # (label -1, distance NaN) cannot either.
+    if weights is None and not any_left_out:
+        eligible = sq_dist
+    else:
+        usable = labels >= 0 if weights is None else (labels >= 0) & (weights > 0)
+        eligible = np.where(usable, sq_dist, -np.inf)
     candidates = np.flatnonzero(eligible >= _lower_bound_of_nth_largest(eligible, n_keep))
     candidates = candidates[eligible[candidates] > -np.inf]
     return _sorted_farthest(

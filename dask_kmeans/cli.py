@@ -476,7 +476,7 @@ def run_profile(args: argparse.Namespace) -> int:
     with dask_client(args.scheduler, args.quiet), _step(args.quiet, "profile"):
         segments = profile(model, table, median_sample_size=args.median_sample, random_state=args.seed)
     if args.output:
-        from .io._atomic import atomic_output
+        from .io import atomic_output
 
         with atomic_output(args.output, overwrite=args.overwrite) as target:
             segments.to_csv(target)

@@ -6,10 +6,12 @@
 - :func:`write_labels` writes labels (and optionally each row's distance to its centre, and the ids) to
   Zarr or Parquet, out of core and aligned with the input chunks; output appears only when complete.
 - :func:`save_model` / :func:`load_model` keep a fitted ``KMeans`` in a documented JSON file.
+- :func:`atomic_output` gives a temporary path that becomes the output only when complete.
 """
 
+from ._atomic import atomic_output
 from .model import load_model, save_model
 from .readers import Table, read
 from .writers import write_labels
 
-__all__ = ["Table", "load_model", "read", "save_model", "write_labels"]
+__all__ = ["Table", "atomic_output", "load_model", "read", "save_model", "write_labels"]
