@@ -134,10 +134,10 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     """Labels and exact squared distances of every row of ``X``; optionally weighted sums and counts.
 
     ``operand`` is ``-2 (centers - origin)`` (transposed unless ``centres_first``) and ``center_sq``
-    ``||centers - origin||^2``, both in the GEMM's dtype. ``gemm_rows`` is ``X`` itself when the GEMM runs on the rows as they are; when it is
-    empty, the rows are shifted by ``origin`` (and cast to the GEMM's dtype) a block at a time. A row
-    whose distance is NaN, infinite or beyond ``too_large`` (its square overflows the data's dtype) gets
-    label -1 and distance NaN and adds nothing.
+    ``||centers - origin||^2``, both in the GEMM's dtype. ``gemm_rows`` is ``X`` itself when the GEMM
+    runs on the rows as they are; when it is empty, the rows are shifted by ``origin`` (and cast to the
+    GEMM's dtype) a block at a time. A row whose distance is NaN, infinite or beyond ``too_large`` (its
+    square overflows the data's dtype) gets label -1 and distance NaN and adds nothing.
     Returns the weighted inertia, the number of such rows and the index of the first.
     """
     n, d = X.shape
