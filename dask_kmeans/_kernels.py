@@ -62,7 +62,24 @@ def _rounding_factor(n_features: int, dtype) -> float:
 # Compiled kernels
 
 
-@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _compiled(**options):
+    """``numba.njit`` without the GIL, cached on disk where numba finds a writable place.
+
+    numba looks beside this file, then in ``NUMBA_CACHE_DIR`` or the user's cache folder, and refuses
+    ``cache=True`` at import when none is writable (a read-only install without a home folder): then
+    each process compiles for itself instead (a few seconds, once per process).
+    """
+
+    def decorate(function):
+        try:
+            return njit(nogil=True, cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(nogil=True, cache=False, **options)(function)
+
+    return decorate
+
+
+@_compiled(fastmath={"reassoc", "contract"})
 def _exact_sq_distance(x, c):
     """``||x - c||^2`` from differences, in float64.
 
@@ -76,7 +93,7 @@ def _exact_sq_distance(x, c):
     return acc
 
 
-@njit(nogil=True, cache=True, inline="always")
+@_compiled(inline="always")
 def _nearest_two_of_four(dist, r, center_sq, k):
     """:func:`_nearest_two` of rows ``r`` to ``r + 3`` of a (rows x centres) block, interleaved: four
     independent chains of compares keep the pipeline full where one row's chain would stall it."""
@@ -113,7 +130,8 @@ def _nearest_two_of_four(dist, r, center_sq, k):
         n3 = min(u3, n3)
     return b0, b1, b2, b3, n0, n1, n2, n3, s0, s1, s2, s3
 
-@njit(nogil=True, cache=True, inline="always")
+
+@_compiled(inline="always")
 def _nearest_two(dist, r, center_sq, k):
     """Index of the smallest ``dist[r, j] + center_sq[j]`` (ties to the lowest), its value and the
     second smallest value."""
@@ -128,7 +146,7 @@ def _nearest_two(dist, r, center_sq, k):
     return best, nearest, second
 
 
-@njit(nogil=True, cache=True)
+@_compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, labels, sq_dist, sums, counts):
     """Labels and exact squared distances of every row of ``X``; optionally weighted sums and counts.
@@ -230,7 +248,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     return inertia, n_bad, first_bad
 
 
-@njit(nogil=True, cache=True)
+@_compiled()
 def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, rows_per_block, out):
     """``out[i, j] = ||X[i] - centers[j]||^2`` (float64): GEMM on shifted rows, checked entry by entry."""
     n, d = X.shape

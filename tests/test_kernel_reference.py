@@ -145,3 +145,34 @@ def test_transform_predict_score_and_inertia_are_exact_far_from_zero(as_dask):
     got_labels, got_distances = km.predict_with_distance(data)
     np.testing.assert_array_equal(np.asarray(got_labels), labels)
     np.testing.assert_allclose(np.asarray(got_distances), exact[np.arange(len(X)), labels], rtol=1e-9)
+
+
+def test_kernel_compiles_without_a_writable_cache(tmp_path):
+    # A read-only install without a home folder: numba finds no place for its cache and refuses
+    # cache=True at import. The package must still import and fit (compiling in the process).
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import dask_kmeans
+
+    copy = tmp_path / "site"
+    shutil.copytree(os.path.dirname(dask_kmeans.__file__), copy / "dask_kmeans",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "dask_kmeans" / "__pycache__").write_text("not a folder")  # numba's place beside the code
+    (copy / "dask_kmeans" / "_cache_probe.py").write_text("from numba import njit\n@njit(cache=True)\ndef f(x):\n    return x\n")
+    nowhere = os.devnull + "/numba"  # below a device file: no folder can be made there, even by root
+    env = {**os.environ, "PYTHONPATH": str(copy), "NUMBA_CACHE_DIR": nowhere, "HOME": os.devnull}
+    # The setting is what it should be: a plain cached function cannot be defined there.
+    probe = subprocess.run([sys.executable, "-c", "import dask_kmeans._cache_probe"], env=env, capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert probe.returncode != 0 and "no locator available" in probe.stderr
+    script = ("import numpy as np, dask_kmeans\n"
+              "X = np.random.default_rng(0).standard_normal((500, 4))\n"
+              "print(dask_kmeans.__file__, dask_kmeans.KMeans(3, random_state=0).fit(X).inertia_)\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(str(copy))
+    assert float(out.stdout.split()[-1]) > 0

@@ -1,4 +1,4 @@
-"""The per-chunk numpy kernel on its own: against brute force, and additive across any split of rows."""
+"""The per-chunk kernel on its own: against brute force, and additive across any split of rows."""
 
 from functools import partial
 
