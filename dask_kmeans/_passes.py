@@ -11,14 +11,18 @@ candidate); that state is persisted where the chunks live and never gathered on 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import getitem
 
 import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from dask.utils import funcname
 
 from ._scheduler import compute, compute_each
 
@@ -58,10 +62,11 @@ class ChunkedRows:
         return [Chunk(i, int(offset)) for i, offset in enumerate(offsets)]
 
     @cached_property
-    def blocks(self) -> list[tuple[Delayed, Delayed | None, Chunk]]:
-        x_blocks = self.X.to_delayed().ravel()
-        w_blocks = [None] * len(x_blocks) if self.weights is None else self.weights.to_delayed().ravel()
-        return list(zip(x_blocks, w_blocks, self.chunks))
+    def block_keys(self) -> list[tuple[object, object, Chunk]]:
+        """Per row chunk: the graph key of its rows, of its weights (or None), and where it sits."""
+        x_keys = [row[0] for row in self.X.__dask_keys__()]  # one column chunk
+        w_keys = [None] * len(x_keys) if self.weights is None else list(self.weights.__dask_keys__())
+        return list(zip(x_keys, w_keys, self.chunks))
 
     def rows(self, indices: Sequence[int]) -> np.ndarray:
         """The rows at these global indices, in that order, reading only the chunks that hold them."""
@@ -72,15 +77,52 @@ class ChunkedRows:
         return picked
 
 
-def tree_reduce(parts: list, combine: Callable[[list], object], split_every: int = SPLIT_EVERY):
-    """Combine delayed partials ``split_every`` at a time until one is left; leaf order is kept."""
-    if not parts:
+def _apply_chunk(chunk_fn, chunk: Chunk, has_state: bool, x, w, state, *args):
+    if has_state:
+        return chunk_fn(x, w, *args, chunk=chunk, state=state)
+    return chunk_fn(x, w, *args, chunk=chunk)
+
+
+def _chunk_layer(data: ChunkedRows, chunk_fn: Callable, args: tuple, state: list | None, name: str) -> dict:
+    """Graph entries of one task per row chunk, ``chunk_fn(x, w, *args, chunk=...[, state=...])``.
+
+    Written as a plain dask graph (tuples of a function and its arguments, keys for what it depends on):
+    building it costs a fraction of a millisecond, where one ``dask.delayed`` call per chunk cost about
+    4 ms a pass for 8 chunks (measured: a pass of tasks that do nothing, 4.7 ms -> 1.3 ms). Numpy
+    arguments (the centres) are entries of their own, sent once rather than copied into every task.
+    """
+    layer, arg_refs = {}, []
+    for j, arg in enumerate(args):
+        if isinstance(arg, np.ndarray):
+            layer[f"{name}-arg{j}"] = arg
+            arg_refs.append(f"{name}-arg{j}")
+        else:
+            arg_refs.append(arg)
+    for i, (x_key, w_key, chunk) in enumerate(data.block_keys):
+        state_key = None if state is None else state[i].key
+        layer[(name, i)] = (_apply_chunk, chunk_fn, chunk, state is not None, x_key, w_key, state_key,
+                            *arg_refs)
+    return layer
+
+
+def _tree_layer(layer: dict, keys: list, combine: Callable, name: str, split_every: int):
+    """Add a tree of ``combine`` over ``keys`` (``split_every`` at a time, leaf order kept); its root key."""
+    if not keys:
         raise ValueError("cannot reduce an empty list of partials")
-    while len(parts) > 1:
-        parts = [
-            delayed(combine)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
+    level = 0
+    while len(keys) > 1:
+        parents = []
+        for i in range(0, len(keys), split_every):
+            parent = (f"{name}-combine{level}", i // split_every)
+            layer[parent] = (combine, list(keys[i : i + split_every]))
+            parents.append(parent)
+        keys, level = parents, level + 1
+    return keys[0]
+
+
+def _graph(name: str, layer: dict, data: ChunkedRows, state: list | None) -> HighLevelGraph:
+    dependencies = [data.X] + ([] if data.weights is None else [data.weights]) + list(state or [])
+    return HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
 
 
 def map_reduce(
@@ -95,28 +137,28 @@ def map_reduce(
 ):
     """One pass: ``chunk_fn(x, w, *args, chunk=Chunk[, state=s])`` on every chunk, then a tree of combines.
 
-    Numpy arguments in ``args`` (the centres) are sent once as their own task, not copied into every
-    chunk task. With ``keep_state``, ``chunk_fn`` returns ``(new_state, partial)`` and the new per-chunk
-    states are persisted and returned beside the result, for the next pass.
+    With ``keep_state``, ``chunk_fn`` returns ``(new_state, partial)`` and the new per-chunk states are
+    persisted and returned beside the result, for the next pass.
     """
-    shared_args = [delayed(a) if isinstance(a, np.ndarray) else a for a in args]
-    nout = 2 if keep_state else None
-    outputs = []
-    for i, (x, w, chunk) in enumerate(data.blocks):
-        kwargs = {"chunk": chunk}
-        if state is not None:
-            kwargs["state"] = state[i]
-        outputs.append(delayed(chunk_fn, nout=nout)(x, w, *shared_args, **kwargs))
+    name = f"{funcname(chunk_fn)}-{uuid.uuid4().hex}"
+    layer = _chunk_layer(data, chunk_fn, args, state, name)
+    leaves = [(name, i) for i in range(len(data.block_keys))]
+    if keep_state:
+        for i, leaf in enumerate(leaves):
+            layer[(f"{name}-state", i)] = (getitem, leaf, 0)
+            layer[(f"{name}-partial", i)] = (getitem, leaf, 1)
+        leaves = [(f"{name}-partial", i) for i in range(len(leaves))]
+    root = _tree_layer(layer, leaves, combine, name, split_every)
+    graph = _graph(name, layer, data, state)
     if not keep_state:
-        return compute(tree_reduce(outputs, combine, split_every))[0]
-    new_state = [out[0] for out in outputs]
-    root = tree_reduce([out[1] for out in outputs], combine, split_every)
-    *new_state, root = dask.persist(*new_state, root)
+        return compute(Delayed(root, graph, layer=name))[0]
+    new_state = [Delayed((f"{name}-state", i), graph, layer=name) for i in range(len(leaves))]
+    *new_state, root = dask.persist(*new_state, Delayed(root, graph, layer=name))
     return root.compute(), new_state
 
 
 def map_chunks(data: ChunkedRows, chunk_fn: Callable, *, args: tuple = ()) -> list:
     """One pass that brings every chunk's result back to the client, in chunk order (each as it is ready)."""
-    shared_args = [delayed(a) if isinstance(a, np.ndarray) else a for a in args]
-    tasks = [delayed(chunk_fn)(x, w, *shared_args, chunk=chunk) for x, w, chunk in data.blocks]
-    return compute_each(tasks)
+    name = f"{funcname(chunk_fn)}-{uuid.uuid4().hex}"
+    graph = _graph(name, _chunk_layer(data, chunk_fn, args, None, name), data, None)
+    return compute_each([Delayed((name, i), graph, layer=name) for i in range(len(data.block_keys))])
