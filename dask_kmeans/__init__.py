@@ -1,12 +1,11 @@
 """dask-kmeans: K-means clustering on Dask for data larger than memory."""
 
 from ._validation import ConvergenceWarning, NonFiniteDataError, NotFittedError
+from ._version import __version__
 from .choose_k import KSelection, choose_k
 from .estimator import KMeans
 from .preprocessing import StandardScaler
 from .segments import describe_segment, profile
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",

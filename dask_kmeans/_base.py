@@ -22,19 +22,39 @@ class ParamsMixin:
         return [p.name for p in signature.parameters.values() if p.name != "self"]
 
     def get_params(self, deep: bool = True) -> dict:
-        """Parameters of this estimator, by name."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        """Parameters of this estimator, by name.
+
+        With ``deep``, the parameters of an estimator held as a parameter too, as ``name__param``
+        (``preprocessing__log1p``), so that a grid search can tune them.
+        """
+        params = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                params.update((f"{name}__{key}", item) for key, item in value.get_params().items())
+            params[name] = value
+        return params
 
     def set_params(self, **params):
-        """Set parameters by name; returns the estimator."""
+        """Set parameters by name (``name__param`` for an estimator held as a parameter); returns self."""
         valid = self._param_names()
+        nested: dict[str, dict] = {}
         for name, value in params.items():
+            name, _, inner = name.partition("__")
             if name not in valid:
                 raise ValueError(
                     f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
                     f"Valid parameters are: {sorted(valid)!r}."
                 )
-            setattr(self, name, value)
+            if inner:
+                nested.setdefault(name, {})[inner] = value
+            else:
+                setattr(self, name, value)
+        for name, inner_params in nested.items():  # after a plain `preprocessing=...` in the same call
+            holder = getattr(self, name)
+            if not hasattr(holder, "set_params"):
+                raise ValueError(f"{name} is {holder!r}: it has no parameters {sorted(inner_params)} to set.")
+            holder.set_params(**inner_params)
         return self
 
     def __repr__(self) -> str:
@@ -42,7 +62,7 @@ class ParamsMixin:
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
         }
         changed = []
-        for name, value in self.get_params().items():
+        for name, value in self.get_params(deep=False).items():
             default = defaults[name]
             same = value is default or (
                 not hasattr(value, "shape") and not hasattr(default, "shape") and value == default
@@ -84,6 +104,6 @@ def clone(estimator):
     """A new, unfitted estimator with the same parameters (estimator parameters cloned too)."""
     params = {
         name: clone(value) if isinstance(value, ParamsMixin) else value
-        for name, value in estimator.get_params().items()
+        for name, value in estimator.get_params(deep=False).items()
     }
     return type(estimator)(**params)

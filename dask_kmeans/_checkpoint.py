@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 
 import fsspec
 import numpy as np
-from fsspec.implementations.local import LocalFileSystem
 
+from ._atomic import atomic_output
 from ._passes import ChunkedRows
 
 FORMAT_NAME = "dask-kmeans-checkpoint"
@@ -55,7 +53,7 @@ def params_fingerprint(params: dict) -> dict:
         elif isinstance(value, (np.random.RandomState, np.random.Generator)):
             value = f"<{type(value).__name__}>"  # the drawn seeds are in the checkpoint itself
         elif hasattr(value, "get_params"):  # the preprocessing estimator
-            value = {"type": type(value).__name__, "params": params_fingerprint(value.get_params())}
+            value = {"type": type(value).__name__, "params": params_fingerprint(value.get_params(deep=False))}
         elif isinstance(value, np.generic):
             value = value.item()
         out[name] = value
@@ -93,21 +91,10 @@ def _params_difference(saved: dict | None, given: dict) -> str:
 
 
 def save(path: str, state: dict) -> None:
-    """Replace the checkpoint atomically: write a temporary file next to it, then move it over."""
-    fs, target = fsspec.core.url_to_fs(str(path))
-    parent, name = os.path.split(target)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}" if parent else f".{name}.tmp-{uuid.uuid4().hex}"
+    """Replace the checkpoint atomically: a reader sees the previous state or the new one, never half."""
     payload = json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **state}, allow_nan=True)
-    try:
-        with fs.open(tmp, "w", encoding="utf-8") as f:
-            f.write(payload)
-        if isinstance(fs, LocalFileSystem):
-            os.replace(tmp, target)  # atomic on POSIX, also over an existing file
-        else:
-            fs.mv(tmp, target)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
+    with atomic_output(str(path), overwrite=True) as tmp, fsspec.open(tmp, "w", encoding="utf-8") as f:
+        f.write(payload)
 
 
 def remove(path: str) -> None:

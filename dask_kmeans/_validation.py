@@ -127,14 +127,17 @@ class ArrayLike:
         return "an array-like of shape (n_clusters, n_features)"
 
 
-class ScalerLike:
-    def accepts(self, value) -> bool:
-        from .preprocessing import StandardScaler  # preprocessing imports this module
+class InstanceOrNone:
+    """None or an instance of ``cls`` (given by the caller, so that this module imports none of them)."""
 
-        return value is None or isinstance(value, StandardScaler)
+    def __init__(self, cls: type):
+        self.cls = cls
+
+    def accepts(self, value) -> bool:
+        return value is None or isinstance(value, self.cls)
 
     def __str__(self) -> str:
-        return "None or a dask_kmeans.preprocessing.StandardScaler"
+        return f"None or a {self.cls.__module__}.{self.cls.__name__}"
 
 
 class RandomStateLike:

@@ -38,6 +38,7 @@ from ._validation import (
     split_feature_names,
     to_dask_array,
 )
+from .estimator import KMeans
 
 
 @dataclass
@@ -87,8 +88,6 @@ class KSelection:
 
         Its ``fit`` converges in one or two iterations on the same data.
         """
-        from .estimator import KMeans
-
         k = self.suggested_k if k is None else k
         if k not in self.centers:
             raise ValueError(f"k={k} was not in the sweep; it has {sorted(self.centers)}.")

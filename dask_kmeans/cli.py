@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from . import __version__
+from ._version import __version__
 
 EXIT_OK, EXIT_RUNTIME_ERROR, EXIT_USAGE = 0, 1, 2
 SCHEDULER_TIMEOUT_S = 5
@@ -396,7 +396,7 @@ def run_info(args: argparse.Namespace) -> int:
         "converged": bool(model.converged_),
         "params": {
             k: (repr(v) if k == "preprocessing" and v is not None else v)
-            for k, v in model.get_params().items() if k != "init" or isinstance(v, str)
+            for k, v in model.get_params(deep=False).items() if k != "init" or isinstance(v, str)
         },
         "cluster_centers": model.cluster_centers_.tolist(),
     }

@@ -18,18 +18,19 @@ from ._base import FittedInputMixin, ParamsMixin, clone
 from ._init import initial_centers
 from ._kernels import assign, combine_non_finite, flagged_rows, label_partials, pairwise_sq_distances
 from ._lloyd import final_labels, lloyd, logger
+from ._model_file import read_model, write_model
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
     ArrayLike,
     Boolean,
     ConvergenceWarning,
+    InstanceOrNone,
     Interval,
     NamedRows,
     NotFittedError,
     Options,
     RandomStateLike,
-    ScalerLike,
     as_init_array,
     check_array,
     check_finite_total,
@@ -42,6 +43,7 @@ from ._validation import (
     to_dask_array,
     validate_params,
 )
+from .preprocessing import StandardScaler
 
 _INITS = ("k-means||", "k-means++", "random")
 _NAN_POLICIES = ("raise", "omit")
@@ -188,7 +190,7 @@ default="k-means||"
         "verbose": [Interval(numbers.Integral, 0, None)],
         "nan_policy": [Options(*_NAN_POLICIES)],
         "compute_labels": [Boolean()],
-        "preprocessing": [ScalerLike()],
+        "preprocessing": [InstanceOrNone(StandardScaler)],
     }
 
     def __init__(
@@ -276,7 +278,7 @@ default="k-means||"
         self : KMeans
             The fitted estimator.
         """
-        validate_params(self.get_params(), self._parameter_constraints)
+        validate_params(self.get_params(deep=False), self._parameter_constraints)
         X, feature_names = split_feature_names(X)
         X = check_array(X)
         preprocessing = None
@@ -411,16 +413,12 @@ default="k-means||"
         The file holds the parameters, centres, inertia, iterations and feature names, not the labels.
         It appears only once complete; an existing file is replaced only with ``overwrite=True``.
         """
-        from .io.model import save_model  # io builds on the estimator, not the other way round
-
-        return save_model(self, path, overwrite=overwrite, storage_options=storage_options)
+        return write_model(self, path, overwrite=overwrite, storage_options=storage_options)
 
     @classmethod
     def load(cls, path, *, storage_options: dict | None = None) -> KMeans:
         """Load a model saved by :meth:`save` (no pickle involved)."""
-        from .io.model import load_model
-
-        return load_model(path, storage_options=storage_options)
+        return read_model(cls, path, storage_options=storage_options)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the columns of :meth:`transform`'s output: ``kmeans0``, ``kmeans1``, ..."""
@@ -451,7 +449,7 @@ class _Runs:
         self.state = None
         if self.checkpoint is not None:
             self.fingerprint = {
-                "params": _checkpoint.params_fingerprint(model.get_params()),
+                "params": _checkpoint.params_fingerprint(model.get_params(deep=False)),
                 "data": _checkpoint.data_fingerprint(data),
             }
             self.state = _checkpoint.load(self.checkpoint, self.fingerprint)

@@ -133,7 +133,7 @@ class StandardScaler(ParamsMixin, FittedInputMixin):
         -------
         self : StandardScaler
         """
-        validate_params(self.get_params(), self._parameter_constraints)
+        validate_params(self.get_params(deep=False), self._parameter_constraints)
         X, feature_names = split_feature_names(X)
         X = check_array(X)
         if X.shape[0] == 0:

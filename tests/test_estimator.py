@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import scipy.sparse
 from sklearn.base import clone
+from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dask_kmeans import KMeans, NonFiniteDataError, NotFittedError
+from dask_kmeans import StandardScaler as DKStandardScaler
 
 from .conftest import make_blobs, pick_rows
 
@@ -102,8 +104,30 @@ def test_pipeline_and_grid_search(X):
     assert pipe.predict(X).shape == (len(X),)
     assert pipe.transform(X).shape == (len(X), 5)
     assert list(pipe.get_feature_names_out()) == [f"kmeans{j}" for j in range(5)]
-    search = GridSearchCV(KMeans(random_state=0), {"n_clusters": [2, 5]}, cv=3).fit(X)
-    assert search.best_params_ == {"n_clusters": 5}  # score is minus the inertia: more clusters win
+
+
+def test_grid_search_tunes_a_nested_parameter():
+    # Heavy-tailed spend with three planted segments: only log1p scaling finds them. The search scores
+    # the agreement with the planted segments, so it must reach preprocessing__log1p through
+    # get_params(deep=True) / set_params to pick the right value (the inertia of different scalings
+    # would not be comparable).
+    rng = np.random.default_rng(3)
+    planted = rng.integers(0, 3, 3000)
+    log_means = np.array([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 1.0, 1.0], [1.0, 1.0, 3.0, 3.0]])
+    X = np.expm1(log_means[planted] + 0.6 * rng.standard_normal((3000, 4)))
+    model = KMeans(3, random_state=0, preprocessing=DKStandardScaler())
+    assert model.get_params()["preprocessing__log1p"] is False
+    assert clone(model).set_params(preprocessing__log1p=True).preprocessing.log1p is True
+    assert model.preprocessing.log1p is False  # clone copied the scaler: the original is untouched
+
+    def agreement(estimator, X_test, y_test):
+        return adjusted_rand_score(y_test, estimator.predict(X_test))
+
+    search = GridSearchCV(model, {"preprocessing__log1p": [False, True]}, scoring=agreement, cv=3)
+    search.fit(X, planted)
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_params_ == {"preprocessing__log1p": True}
+    assert scores[1] > 0.8 and scores[0] < scores[1] - 0.2, scores
 
 
 def test_pickle_holds_no_task_graph(X, fitted):

@@ -21,8 +21,7 @@ from dask.callbacks import Callback
 from distributed import Client, LocalCluster
 
 from dask_kmeans import KMeans
-from dask_kmeans.io import Table, read, write_labels
-from dask_kmeans.io._atomic import OutputExistsError, atomic_output
+from dask_kmeans.io import OutputExistsError, Table, atomic_output, read, write_labels
 from dask_kmeans.io.writers import _compute_every_write
 
 # dask 2026.8's Parquet reader calls a pandas 3.1 API that warns; not ours to fix.

@@ -161,12 +161,13 @@ def test_kernel_compiles_without_a_writable_cache(tmp_path):
     shutil.copytree(os.path.dirname(dask_kmeans.__file__), copy / "dask_kmeans",
                     ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "dask_kmeans" / "__pycache__").write_text("not a folder")  # numba's place beside the code
-    (copy / "dask_kmeans" / "_cache_probe.py").write_text("from numba import njit\n@njit(cache=True)\ndef f(x):\n    return x\n")
+    probe_code = "from numba import njit\n@njit(cache=True)\ndef f(x):\n    return x\n"
+    (copy / "dask_kmeans" / "_cache_probe.py").write_text(probe_code)
     nowhere = os.devnull + "/numba"  # below a device file: no folder can be made there, even by root
     env = {**os.environ, "PYTHONPATH": str(copy), "NUMBA_CACHE_DIR": nowhere, "HOME": os.devnull}
     # The setting is what it should be: a plain cached function cannot be defined there.
-    probe = subprocess.run([sys.executable, "-c", "import dask_kmeans._cache_probe"], env=env, capture_output=True, text=True,
-                           cwd=tmp_path)
+    probe = subprocess.run([sys.executable, "-c", "import dask_kmeans._cache_probe"], env=env,
+                           capture_output=True, text=True, cwd=tmp_path)
     assert probe.returncode != 0 and "no locator available" in probe.stderr
     script = ("import numpy as np, dask_kmeans\n"
               "X = np.random.default_rng(0).standard_normal((500, 4))\n"

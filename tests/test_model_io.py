@@ -19,8 +19,8 @@ import pytest
 
 import dask_kmeans
 from dask_kmeans import KMeans, NotFittedError
+from dask_kmeans.io import OutputExistsError
 from dask_kmeans.io import model as model_io
-from dask_kmeans.io._atomic import OutputExistsError
 from dask_kmeans.io.model import FORMAT_NAME, FORMAT_VERSION, load_model, save_model
 
 from .conftest import make_blobs, pick_rows
@@ -359,7 +359,7 @@ def test_failed_write_removes_the_partial_temporary_file(tmp_path, monkeypatch):
         with open(path, mode) as file:
             yield DiskFillsUp(file)
 
-    monkeypatch.setattr(model_io.fsspec, "open", open_on_a_full_disk)
+    monkeypatch.setattr(fsspec, "open", open_on_a_full_disk)  # the model writer opens through fsspec
     with pytest.raises(OSError, match="No space left"):
         save_model(fitted_model()[0], tmp_path / "model.json")
     assert os.listdir(tmp_path) == []

@@ -9,9 +9,9 @@
 - :func:`atomic_output` gives a temporary path that becomes the output only when complete.
 """
 
-from ._atomic import atomic_output
+from .._atomic import OutputExistsError, atomic_output
 from .model import load_model, save_model
 from .readers import Table, read
 from .writers import write_labels
 
-__all__ = ["Table", "atomic_output", "load_model", "read", "save_model", "write_labels"]
+__all__ = ["OutputExistsError", "Table", "atomic_output", "load_model", "read", "save_model", "write_labels"]

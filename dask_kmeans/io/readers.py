@@ -33,9 +33,9 @@ from dask.system import CPU_COUNT
 from dask.utils import natural_sort_key
 from fsspec.implementations.local import LocalFileSystem
 
+from .._atomic import is_url
 from .._validation import in_memory_row_chunks
 from .._zarr_reads import ChunkNamingReader
-from ._atomic import _is_url
 
 logger = logging.getLogger("dask_kmeans")
 
@@ -213,7 +213,7 @@ def _open_zarr(store: str, storage_options: dict | None):
     fs, root = fsspec.core.url_to_fs(store, **(storage_options or {}))
     if not fs.exists(root):
         raise FileNotFoundError(f"No Zarr store at {store!r}: the path does not exist.")
-    kwargs = {"storage_options": storage_options} if _is_url(store) and storage_options else {}
+    kwargs = {"storage_options": storage_options} if is_url(store) and storage_options else {}
     try:
         return zarr.open(store, mode="r", **kwargs)
     except FileNotFoundError:

@@ -2,7 +2,7 @@
 
 Each row chunk is written by its own task on the workers, so nothing is gathered on the client. The
 output is built under a hidden temporary name next to the destination and moved into place only when
-every chunk is written (see :func:`~dask_kmeans.io._atomic.atomic_output`).
+every chunk is written (see :func:`~dask_kmeans.io.atomic_output`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import zarr
 from dask.system import CPU_COUNT
 
+from .._atomic import atomic_output
 from .._scheduler import blas_threads_for_dask, current_client, wait_for
-from ._atomic import atomic_output
 
 ZARR_SUFFIXES = (".zarr",)
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
