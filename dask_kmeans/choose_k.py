@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 
 from ._base import clone
 from ._init import kmeans_plusplus, lloyd_in_memory
 from ._kernels import (
-    combine_lloyd_partials,
     label_partials,
     lloyd_partials,
     nearest_center,
     pairwise_sq_distances,
-    update_centers,
 )
-from ._passes import ChunkedRows, map_chunks, map_reduce
+from ._lloyd import CenterSet, advance
+from ._passes import ChunkedRows, map_chunks
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
     NamedRows,
-    NonFiniteDataError,
     check_array,
     check_finite_total,
     check_n_samples,
-    check_non_finite,
     resolve_seed,
     split_feature_names,
     to_dask_array,
@@ -110,22 +106,6 @@ def best_start_on_sample(
         if inertia < best_inertia:
             best, best_inertia = centers, inertia
     return best
-
-
-def _sweep_chunk(X, w, centers_list, with_moments, *, chunk):
-    return [
-        lloyd_partials(
-            X, w, centers, row_offset=chunk.row_offset, n_farthest=len(centers) - 1,
-            with_moments=with_moments and i == 0,
-        )
-        for i, centers in enumerate(centers_list)
-    ]
-
-
-def _combine_sweep(parts: list[list[dict]], n_farthest: tuple[int, ...]) -> list[dict]:
-    return [
-        combine_lloyd_partials([p[i] for p in parts], n_farthest=n) for i, n in enumerate(n_farthest)
-    ]
 
 
 def _inertia_chunk(X, w, centers_list, *, chunk):
@@ -273,31 +253,13 @@ def choose_k(
                 "use a smaller k_range or a larger sample_size."
             )
         initial_centers = {k: best_start_on_sample(sample, k, n_init, rng) for k in ks}
-        centers = dict(initial_centers)
-        n_iter = dict.fromkeys(ks, 0)
-        converged = dict.fromkeys(ks, False)
-        mean_variance = None
-        for _ in range(max_iter):
-            active = [k for k in ks if not converged[k]]
-            if not active:
-                break
-            need_moments = mean_variance is None
-            combine = partial(_combine_sweep, n_farthest=tuple(k - 1 for k in active))
-            stats = map_reduce(data, _sweep_chunk, combine, args=([centers[k] for k in active], need_moments))
-            n_passes += 1
-            check_non_finite(stats[0]["non_finite"], data.X.chunks[0], nan_policy)
-            if need_moments:
-                moments = stats[0]["moments"]
-                if moments["n"] == 0:
-                    raise NonFiniteDataError("Every row holds NaN or infinity: nothing is left to cluster.")
-                mean_variance = float(np.mean(moments["m2"] / moments["n"]))
-            for k, k_stats in zip(active, stats):
-                new_centers, _ = update_centers(k_stats, centers[k])
-                shift = float(((new_centers - centers[k]) ** 2).sum())
-                converged[k] = np.array_equal(new_centers, centers[k]) or shift <= tol * mean_variance
-                centers[k] = new_centers
-                n_iter[k] += 1
-
+        # Every k is a centre set of the one Lloyd driver: each pass reads a chunk once for all of them.
+        runs = {k: CenterSet(initial_centers[k]) for k in ks}
+        advance(data, list(runs.values()), max_iter=max_iter, tol=tol, nan_policy=nan_policy)
+        centers = {k: run.centers for k, run in runs.items()}
+        n_iter = {k: len(run.history) for k, run in runs.items()}
+        converged = {k: run.converged for k, run in runs.items()}
+        n_passes += max(n_iter.values())
         parts = map_chunks(data, _inertia_chunk, args=([centers[k] for k in ks],))
         n_passes += 1
     inertias = [float(sum(p[i] for p in parts)) for i in range(len(ks))]
