@@ -177,3 +177,26 @@ def test_kernel_compiles_without_a_writable_cache(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(str(copy))
     assert float(out.stdout.split()[-1]) > 0
+
+
+@pytest.mark.parametrize("float32_gemm_from", [10**9, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [3, 40])
+def test_every_gemm_layout_and_precision_equals_the_reference(monkeypatch, float32_gemm_from, dtype, k):
+    # The defaults reach only some combinations (float64 rows take the float32 GEMM from 32 centres):
+    # move the thresholds so that each (layout, precision) of the one kernel runs against the reference.
+    import dask_kmeans._kernels as kernels
+
+    monkeypatch.setattr(kernels, "_FLOAT32_GEMM_FROM", float32_gemm_from)
+    rng = np.random.default_rng(k)
+    X = (50 + 3 * rng.standard_normal((1500, 9))).astype(dtype)
+    C = X[rng.choice(len(X), k, replace=False)].astype(np.float64)
+    C[-1] = C[0]  # a duplicate centre: ties to the lowest index
+    w = rng.uniform(0, 2, len(X))
+    labels, d2, nearest, _, sums, counts, inertia = reference(X, C, w)
+    got = assign(X, C, w, with_sums=True)
+    np.testing.assert_array_equal(got["labels"], labels)
+    np.testing.assert_allclose(got["sq_dist"], nearest, rtol=1e-12)
+    np.testing.assert_allclose(got["sums"], sums, rtol=1e-10)
+    np.testing.assert_allclose(got["counts"], counts, rtol=1e-12)
+    np.testing.assert_allclose(got["inertia"], inertia, rtol=1e-10)
