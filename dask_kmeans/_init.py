@@ -26,6 +26,7 @@ from ._kernels import (
     non_finite_rows,
     pairwise_sq_distances,
     update_centers,
+    usable_rows,
 )
 from ._passes import ChunkedRows, map_reduce
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
@@ -76,11 +77,10 @@ def draw_finite_rows(data: ChunkedRows, m: int, seed: int, stream: int) -> np.nd
     size = m
     for attempt in range(2):
         size = min(data.n_samples, size)
-        rows = data.rows(draw_row_indices(data, size, seed, stream + 100 * attempt)).astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.isfinite(np.einsum("ij,ij->i", rows, rows))
+        rows = data.rows(draw_row_indices(data, size, seed, stream + 100 * attempt))
+        finite = usable_rows(rows)
         if np.count_nonzero(finite) >= m:
-            return rows[finite][:m]
+            return rows[finite][:m].astype(np.float64)
         size = 4 * m + 16
     raise NonFiniteDataError(
         f"Only {np.count_nonzero(finite)} of {size} rows drawn at random are free of NaN and infinity, "
@@ -384,11 +384,8 @@ def initial_centers(
 
 def _finite_rows_in_memory(X, weights, data: ChunkedRows, nan_policy: str):
     """The rows k-means++ may use: refuse (or leave out) rows with NaN or infinity, as for a pass."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        sq_norms = np.einsum("ij,ij->i", X, X)
-    non_finite = non_finite_rows(sq_norms, 0)
-    if not non_finite["count"]:
+    finite = usable_rows(X)
+    if finite.all():
         return X, weights
-    check_non_finite(non_finite, data.X.chunks[0], nan_policy)
-    finite = np.isfinite(sq_norms)
+    check_non_finite(flagged_rows(~finite, 0), data.X.chunks[0], nan_policy)
     return X[finite], None if weights is None else weights[finite]

@@ -53,6 +53,26 @@ def block_rows(n_centers: int, itemsize: int = 8) -> int:
     return int(min(rows, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
 
 
+def _largest_square(dtype) -> float:
+    """A row whose squared distance exceeds this is left out like a NaN row: its square overflows the
+    data's dtype (float32 values of 1e20, float64 of 1e160), so no distance in that dtype means anything."""
+    return float(np.finfo(dtype).max)
+
+
+def left_out_rows(sq_distances: np.ndarray, dtype) -> np.ndarray:
+    """Rows that :func:`assign` leaves out (label -1), from their squared distances to every centre
+    (float64, as :func:`pairwise_sq_distances` gives them): NaN, infinite or overflowing ``dtype``."""
+    return ~(sq_distances.min(axis=1) <= _largest_square(dtype))
+
+
+def usable_rows(X: np.ndarray) -> np.ndarray:
+    """Rows that may serve as a centre: the squared norm, exact in float64, is within ``X``'s dtype
+    (the rule :func:`assign` applies to distances, measured from the origin)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    return sq_norms <= _largest_square(X.dtype)
+
+
 def _rounding_factor(n_features: int, dtype) -> float:
     """A bound on the relative rounding error of ``||c||^2 - 2 x.c`` in ``dtype``, in units of
     ``||x||^2 + ||c||^2``: a dot product of ``d`` terms errs by at most about ``d`` ulps (Higham)."""
@@ -368,7 +388,7 @@ def assign(
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
     inertia, n_bad, first_bad = _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
-        float(np.finfo(X.dtype).max), block_rows(k, gemm_dtype.itemsize), centres_first, labels,
+        _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, labels,
         sq_dist, sums, counts,
     )
     out = {

@@ -16,7 +16,14 @@ import numpy as np
 from . import _checkpoint
 from ._base import FittedInputMixin, ParamsMixin, clone
 from ._init import initial_centers
-from ._kernels import assign, combine_non_finite, flagged_rows, label_partials, pairwise_sq_distances
+from ._kernels import (
+    assign,
+    combine_non_finite,
+    flagged_rows,
+    label_partials,
+    left_out_rows,
+    pairwise_sq_distances,
+)
 from ._lloyd import final_labels, lloyd, logger
 from ._model_file import read_model, write_model
 from ._passes import ChunkedRows, map_reduce
@@ -535,10 +542,11 @@ def _labels_and_distances_block(X, centers, nan_policy):
 
 
 def _distances_block(X, centers, nan_policy):
-    with np.errstate(invalid="ignore"):
-        distances = np.sqrt(pairwise_sq_distances(X, centers)).astype(X.dtype, copy=False)
-    bad = ~np.isfinite(distances.sum(axis=1))
+    sq_distances = pairwise_sq_distances(X, centers)
+    bad = left_out_rows(sq_distances, X.dtype)  # the rows predict leaves out, overflowing ones included
     check_non_finite(flagged_rows(bad, 0), None, nan_policy)
+    with np.errstate(invalid="ignore"):
+        distances = np.sqrt(sq_distances).astype(X.dtype, copy=False)
     distances[bad] = np.nan
     return distances
 

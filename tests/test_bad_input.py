@@ -89,6 +89,22 @@ def test_float32_overflow_is_detected_not_turned_into_inf_centres(blobs):
     assert np.isfinite(km.cluster_centers_).all() and km.labels_[42] == -1
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e20])
+def test_predict_transform_and_distances_leave_out_the_same_rows(blobs, value):
+    # float32 1e20 is finite but its square overflows: predict leaves it out, and so must transform.
+    km = KMeans(K, random_state=0, nan_policy="omit").fit(blobs.astype(np.float32))
+    X = blobs.astype(np.float32)
+    X[[7, 300], 1] = value
+    labels, distances = km.predict_with_distance(X)
+    assert np.flatnonzero(km.predict(X) < 0).tolist() == np.flatnonzero(labels < 0).tolist() == [7, 300]
+    assert np.isnan(distances[[7, 300]]).all()
+    assert np.flatnonzero(np.isnan(km.transform(X)).all(axis=1)).tolist() == [7, 300]
+    strict = KMeans(K, random_state=0).fit(blobs.astype(np.float32))
+    for method in (strict.predict, strict.transform, strict.predict_with_distance):
+        with pytest.raises(NonFiniteDataError, match=r"in 2 row\(s\)"):
+            method(X)
+
+
 def test_predict_refuses_non_finite_rows_under_raise(blobs):
     km = KMeans(K, random_state=0).fit(blobs)
     lazy = km.predict(da.from_array(_with_bad_rows(blobs), chunks=(CHUNK, D)))
