@@ -89,11 +89,12 @@ def _chunk_layer(data: ChunkedRows, chunk_fn: Callable, args: tuple, state: list
     Written as a plain dask graph (tuples of a function and its arguments, keys for what it depends on):
     building it costs a fraction of a millisecond, where one ``dask.delayed`` call per chunk cost about
     4 ms a pass for 8 chunks (measured: a pass of tasks that do nothing, 4.7 ms -> 1.3 ms). Numpy
-    arguments (the centres) are entries of their own, sent once rather than copied into every task.
+    arguments and lists of them (the centres, or one array per centre set) are entries of their own,
+    sent once rather than copied into every task.
     """
     layer, arg_refs = {}, []
     for j, arg in enumerate(args):
-        if isinstance(arg, np.ndarray):
+        if isinstance(arg, (np.ndarray, list)):
             layer[f"{name}-arg{j}"] = arg
             arg_refs.append(f"{name}-arg{j}")
         else:

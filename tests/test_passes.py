@@ -100,3 +100,17 @@ def test_one_driver_advances_many_centre_sets_in_shared_passes(source):
         np.testing.assert_array_equal(shared.centers, alone.centers)
         assert len(shared.history) == alone.n_iter and shared.converged == alone.converged
         assert [h["inertia"] for h in shared.history] == [h["inertia"] for h in alone.history]
+
+
+def test_a_pass_holds_the_centres_once_not_in_every_chunk_task():
+    # A fit's centres reach the driver as a list (one array per centre set): the graph keeps that list
+    # as one entry that every chunk task refers to, so it travels to the workers once per pass.
+    from dask_kmeans._passes import ChunkedRows, _chunk_layer
+
+    centres = [np.ones((3, D)), np.zeros((5, D))]
+    data = ChunkedRows(da.from_array(np.zeros((N, D)), chunks=(CHUNK, D)))
+    layer = _chunk_layer(data, print, (centres, 5), None, "pass")
+    holding = [key for key, value in layer.items() if value is centres]
+    assert len(holding) == 1
+    tasks = [value for key, value in layer.items() if isinstance(key, tuple)]
+    assert len(tasks) == N_CHUNKS and all(holding[0] in task and centres not in task for task in tasks)
