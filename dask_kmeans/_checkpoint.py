@@ -1,8 +1,9 @@
 """Checkpoints of a fit in progress: written after the initialisation and every iteration, read to resume.
 
 A checkpoint is one JSON file holding what the client needs to go on exactly where it stopped: the seeds
-of every initialisation, the runs already finished (their centres, inertia, iterations and history), and
-the state of the run in progress (its centres, history, the data's mean variance, whether it converged).
+of the initialisations, and once they are done, every run's state (its centres, history, whether it
+converged) with the data's mean variance. All runs of a fit move in the same passes, so one state after
+each pass covers them all.
 Floats are written with Python's round-tripping ``repr``, so a resumed fit ends with the same centres as
 an uninterrupted one. Each write replaces the file atomically: a process killed mid-write leaves the
 previous checkpoint intact.
@@ -20,10 +21,11 @@ import fsspec
 import numpy as np
 
 from ._atomic import atomic_output
+from ._lloyd import CenterSet
 from ._passes import ChunkedRows
 
 FORMAT_NAME = "dask-kmeans-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: runs one after another (finished runs, the current one)
 
 
 class CheckpointMismatchError(ValueError):
@@ -72,6 +74,11 @@ def load(path: str, expected: dict) -> dict | None:
             raise CheckpointMismatchError(f"{path} is not a dask-kmeans checkpoint ({exc}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise CheckpointMismatchError(f"{path} is not a dask-kmeans checkpoint.")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointMismatchError(
+            f"The checkpoint {path} was written by another version of dask-kmeans (format "
+            f"{state.get('format_version')}, this one reads {FORMAT_VERSION}). Delete it to start afresh."
+        )
     for what in ("data", "params"):
         if state.get(what) != expected[what]:
             detail = "other data" if what == "data" else _params_difference(state.get(what), expected[what])
@@ -103,13 +110,10 @@ def remove(path: str) -> None:
         fs.rm(target)
 
 
-def run_summary(result) -> dict:
-    """What a finished run leaves in the checkpoint (its labels are recomputed if it wins)."""
-    return {
-        "centers": result.centers.tolist(),
-        "inertia": result.inertia,
-        "n_iter": result.n_iter,
-        "converged": result.converged,
-        "history": result.history,
-        "mean_variance": result.mean_variance,
-    }
+def sets_state(sets: list[CenterSet]) -> list[dict]:
+    """Every run's centres, history and convergence, as JSON values."""
+    return [{"centers": s.centers.tolist(), "history": s.history, "converged": s.converged} for s in sets]
+
+
+def restore_sets(saved: list[dict]) -> list[CenterSet]:
+    return [CenterSet(np.array(s["centers"], dtype=np.float64), s["history"], s["converged"]) for s in saved]

@@ -11,9 +11,14 @@ them):
 - ``k-means++`` on an in-memory array: none through dask (greedy k-means++ in memory, as scikit-learn).
 - ``k-means++`` on a dask array: ``k`` passes (greedy, the trials of one centre drawn per pass).
 - ``k-means||``: ``init_rounds + 1`` passes (the rounds, then one to weight the candidates).
+
+Each initializer starts one run per seed (``n_init`` runs), and the runs share every pass and every read
+of drawn rows: ``n_init`` starts cost the passes of one.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import dask.array as da
 import numpy as np
@@ -28,7 +33,8 @@ from ._kernels import (
     update_centers,
     usable_rows,
 )
-from ._passes import ChunkedRows, map_reduce
+from ._passes import ChunkedRows, combine_each, map_reduce
+from ._scheduler import compute
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
 # Stream numbers keep the draws made for different purposes independent of each other.
@@ -60,27 +66,38 @@ def _exponential_keys(w: np.ndarray, seed: int, stream: int, block_info=None) ->
         return np.log(u) / w
 
 
-def draw_row_indices(data: ChunkedRows, m: int, seed: int, stream: int) -> np.ndarray:
-    """``m`` distinct global row indices, drawn with probability proportional to the sample weight."""
-    if data.weights is None:
-        return np.random.default_rng([seed, stream]).choice(data.n_samples, size=m, replace=False)
-    keys = data.weights.map_blocks(_exponential_keys, seed, stream, dtype=np.float64)
-    return np.asarray(da.argtopk(keys, m).compute())
+def draw_row_indices(data: ChunkedRows, m: int, seeds: list[int], stream: int) -> list[np.ndarray]:
+    """For each seed, ``m`` distinct global row indices drawn with probability proportional to the weight.
 
-
-def draw_finite_rows(data: ChunkedRows, m: int, seed: int, stream: int) -> np.ndarray:
-    """``m`` distinct rows drawn as by :func:`draw_row_indices`, skipping rows with NaN or infinity.
-
-    A centre must be finite even when ``nan_policy="omit"`` leaves such rows in the data. The drawn
-    rows are read and checked; if too few are finite, a larger draw follows.
+    With weights, the draws of every seed come from one pass over the weights.
     """
-    size = m
+    if data.weights is None:
+        return [np.random.default_rng([seed, stream]).choice(data.n_samples, size=m, replace=False)
+                for seed in seeds]
+    keys = [data.weights.map_blocks(_exponential_keys, seed, stream, dtype=np.float64) for seed in seeds]
+    return [np.asarray(indices) for indices in compute(*[da.argtopk(k, m) for k in keys])]
+
+
+def draw_finite_rows(data: ChunkedRows, m: int, seeds: list[int], stream: int) -> list[np.ndarray]:
+    """For each seed, ``m`` distinct rows drawn as by :func:`draw_row_indices`, skipping non-finite rows.
+
+    A centre must be finite even when ``nan_policy="omit"`` leaves such rows in the data. The rows drawn
+    for every seed are read together (each chunk that holds some is read once) and checked; a seed that
+    drew too few finite rows draws again, more.
+    """
+    drawn: list[np.ndarray | None] = [None] * len(seeds)
+    pending, size = list(range(len(seeds))), m
     for attempt in range(2):
         size = min(data.n_samples, size)
-        rows = data.rows(draw_row_indices(data, size, seed, stream + 100 * attempt))
-        finite = usable_rows(rows)
-        if np.count_nonzero(finite) >= m:
-            return rows[finite][:m].astype(np.float64)
+        indices = draw_row_indices(data, size, [seeds[i] for i in pending], stream + 100 * attempt)
+        rows = data.rows(np.concatenate(indices)).reshape(len(pending), size, data.n_features)
+        for i, run_rows in zip(list(pending), rows):
+            finite = usable_rows(run_rows)
+            if np.count_nonzero(finite) >= m:
+                drawn[i] = run_rows[finite][:m].astype(np.float64)
+                pending.remove(i)
+        if not pending:
+            return drawn
         size = 4 * m + 16
     raise NonFiniteDataError(
         f"Only {np.count_nonzero(finite)} of {size} rows drawn at random are free of NaN and infinity, "
@@ -88,9 +105,9 @@ def draw_finite_rows(data: ChunkedRows, m: int, seed: int, stream: int) -> np.nd
     )
 
 
-def random_init(data: ChunkedRows, n_clusters: int, seed: int) -> np.ndarray:
-    """``n_clusters`` distinct rows drawn uniformly (or by weight)."""
-    return draw_finite_rows(data, n_clusters, seed, _STREAM_RANDOM)
+def random_init(data: ChunkedRows, n_clusters: int, seeds: list[int]) -> list[np.ndarray]:
+    """For each seed, ``n_clusters`` distinct rows drawn uniformly (or by weight)."""
+    return draw_finite_rows(data, n_clusters, seeds, _STREAM_RANDOM)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,7 +151,7 @@ def kmeans_plusplus(
 # (one exponential race per draw). The client then keeps the best trial and its draws.
 
 
-def _plusplus_chunk(X, w, chosen, trials, n_draws, seed, step, *, chunk, state=None):
+def _plusplus_chunk(X, w, chosen, trials, seed, n_draws, step, *, chunk, state=None):
     n = X.shape[0]
     w = np.ones(n) if w is None else w
     d2 = state
@@ -182,36 +199,48 @@ def _combine_plusplus(parts: list[dict]) -> dict:
     }
 
 
+def _plusplus_runs_chunk(X, w, chosen, trials, n_draws, seeds, step, *, chunk, state=None):
+    # One read of the chunk serves every run; each run keeps its own distances between passes.
+    state = [None] * len(seeds) if state is None else state
+    results = [
+        _plusplus_chunk(X, w, *run, n_draws, step, chunk=chunk, state=run_state)
+        for run, run_state in zip(zip(chosen, trials, seeds), state)
+    ]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
 def kmeans_plusplus_dask(
-    data: ChunkedRows, n_clusters: int, seed: int, nan_policy: str = "raise"
-) -> np.ndarray:
-    """Greedy k-means++ over a dask array in ``n_clusters`` passes (the same draws as in memory).
+    data: ChunkedRows, n_clusters: int, seeds: list[int], nan_policy: str = "raise"
+) -> list[np.ndarray]:
+    """Greedy k-means++ over a dask array in ``n_clusters`` passes, one run per seed in the same passes.
 
     Each new centre is the best, by potential, of ``2 + log(k)`` trials drawn with probability
     proportional to ``weight * D(x)^2``.
     """
     n_draws = 2 + int(np.log(n_clusters))
-    first = draw_finite_rows(data, 1, seed, _STREAM_FIRST_CENTER)
+    firsts = draw_finite_rows(data, 1, seeds, _STREAM_FIRST_CENTER)
     if n_clusters == 1:
-        return first
-    centers, chosen, trials, state = [first[0]], first, np.empty((0, data.n_features)), None
+        return firsts
+    no_rows = np.empty((0, data.n_features))
+    centers = [[first[0]] for first in firsts]
+    chosen, trials, state = list(firsts), [no_rows] * len(seeds), None
+    combine = partial(combine_each, combines=[_combine_plusplus] * len(seeds))
     for step in range(n_clusters):
-        result, state = map_reduce(
-            data, _plusplus_chunk, _combine_plusplus, args=(chosen, trials, n_draws, seed, step),
+        results, state = map_reduce(
+            data, _plusplus_runs_chunk, combine, args=(chosen, trials, n_draws, list(seeds), step),
             state=state, keep_state=True,
         )
-        check_non_finite(result["non_finite"], data.X.chunks[0], nan_policy)
-        check_finite_total(float(result["potentials"].min()), "k-means++ potential")
-        best = int(np.argmin(result["potentials"]))
-        if len(trials):
-            centers.append(trials[best])
-            chosen = trials[best][None, :]
-        else:
-            chosen = np.empty((0, data.n_features))
-        if len(centers) == n_clusters:
+        for run, result in enumerate(results):
+            check_non_finite(result["non_finite"], data.X.chunks[0], nan_policy)
+            check_finite_total(float(result["potentials"].min()), "k-means++ potential")
+            best = int(np.argmin(result["potentials"]))
+            if len(trials[run]):
+                centers[run].append(trials[run][best])
+            chosen[run] = trials[run][best][None, :] if len(trials[run]) else no_rows
+            trials[run] = result["rows"][best]
+        if len(centers[0]) == n_clusters:
             break
-        trials = result["rows"][best]
-    return np.array(centers)
+    return [np.array(run_centers) for run_centers in centers]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -239,7 +268,7 @@ def _nearest_candidate(X, new_candidates, first_new_id, state, origin):
     return np.where(closer, d2, old_d2), np.where(closer, labels, old_labels)
 
 
-def _parallel_round_chunk(X, w, new_candidates, first_new_id, origin, oversampling, seed, round_index, *,
+def _parallel_round_chunk(X, w, new_candidates, first_new_id, origin, seed, oversampling, round_index, *,
                           chunk, state=None):
     state = _nearest_candidate(X, new_candidates, first_new_id, state, origin)
     d2 = state[0]
@@ -286,50 +315,80 @@ def _sum_arrays(parts: list) -> np.ndarray:
     return np.sum(parts, axis=0)
 
 
+def _parallel_round_runs_chunk(X, w, new, n_seen, origins, oversampling, seeds, round_index, *, chunk,
+                               state=None):
+    # One read of the chunk serves every run; each run keeps its own nearest candidates between passes.
+    state = [None] * len(seeds) if state is None else state
+    results = [
+        _parallel_round_chunk(X, w, *run, oversampling, round_index, chunk=chunk, state=run_state)
+        for run, run_state in zip(zip(new, n_seen, origins, seeds), state)
+    ]
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def _candidate_weight_runs_chunk(X, w, new, n_seen, origins, n_candidates, *, chunk, state):
+    return [
+        _candidate_weight_chunk(X, w, *run, chunk=chunk, state=run_state)
+        for run, run_state in zip(zip(new, n_seen, origins, n_candidates), state)
+    ]
+
+
 def kmeans_parallel_init(
     data: ChunkedRows,
     n_clusters: int,
-    seed: int,
+    seeds: list[int],
     oversampling_factor: float,
     init_rounds: int,
     nan_policy: str = "raise",
-) -> np.ndarray:
+) -> list[np.ndarray]:
     """k-means|| : a few rounds that each sample about ``oversampling_factor * k`` candidates, one pass each.
 
     The first centre is a row drawn at random. Each round samples every row independently with probability
     ``min(1, l * w * d^2(x) / phi)``, ``d`` being the distance to the nearest candidate so far and ``phi``
     the weighted sum of ``d^2`` over all rows. A last pass weights every candidate by the (weighted) number
     of rows nearest to it, and weighted greedy k-means++ plus Lloyd steps on the client reduce the
-    candidates to ``n_clusters`` centres.
+    candidates to ``n_clusters`` centres. One run per seed, all runs sampled in the same passes.
     """
     oversampling = oversampling_factor * n_clusters
-    first = draw_finite_rows(data, 1, seed, _STREAM_FIRST_CENTER)
-    candidates, new, n_seen, state = [first], first, 0, None
+    runs = range(len(seeds))
+    firsts = draw_finite_rows(data, 1, seeds, _STREAM_FIRST_CENTER)
+    origins = [first[0] for first in firsts]
+    candidates = [[first] for first in firsts]
+    new, n_seen, state = list(firsts), [0] * len(seeds), None
+    combine = partial(combine_each, combines=[_combine_samples] * len(seeds))
     for round_index in range(init_rounds):
-        sample, state = map_reduce(
-            data, _parallel_round_chunk, _combine_samples,
-            args=(new, n_seen, first[0], oversampling, seed, round_index), state=state, keep_state=True,
+        samples, state = map_reduce(
+            data, _parallel_round_runs_chunk, combine,
+            args=(new, n_seen, origins, oversampling, list(seeds), round_index), state=state,
+            keep_state=True,
         )
-        check_non_finite(sample["non_finite"], data.X.chunks[0], nan_policy)
-        check_finite_total(sample["phi"], "k-means|| cost")
-        n_seen += len(new)
-        picked = sample["score"] > sample["phi"]
-        order = np.argsort(sample["index"][picked], kind="stable")
-        new = np.asarray(sample["rows"][picked][order], dtype=np.float64)
-        candidates.append(new)
-        if sample["phi"] == 0:
-            break  # every row sits on a candidate
-    n_candidates = sum(len(c) for c in candidates)
-    if n_candidates < n_clusters:
-        extra_rows = draw_finite_rows(data, n_clusters - n_candidates, seed, _STREAM_TOP_UP)
-        candidates.append(extra_rows)
-        new = np.vstack([new, extra_rows])
-        n_candidates += len(extra_rows)
+        for run, sample in zip(runs, samples):
+            check_non_finite(sample["non_finite"], data.X.chunks[0], nan_policy)
+            check_finite_total(sample["phi"], "k-means|| cost")
+            n_seen[run] += len(new[run])
+            picked = sample["score"] > sample["phi"]
+            order = np.argsort(sample["index"][picked], kind="stable")
+            new[run] = np.asarray(sample["rows"][picked][order], dtype=np.float64)
+            candidates[run].append(new[run])
+        if all(sample["phi"] == 0 for sample in samples):
+            break  # every row sits on a candidate (a run that gets there earlier samples nothing more)
+    n_candidates = [sum(len(c) for c in run_candidates) for run_candidates in candidates]
+    for run in runs:
+        if n_candidates[run] < n_clusters:
+            missing = n_clusters - n_candidates[run]
+            [extra_rows] = draw_finite_rows(data, missing, [seeds[run]], _STREAM_TOP_UP)
+            candidates[run].append(extra_rows)
+            new[run] = np.vstack([new[run], extra_rows])
+            n_candidates[run] += len(extra_rows)
     weights = map_reduce(
-        data, _candidate_weight_chunk, _sum_arrays, args=(new, n_seen, first[0], n_candidates), state=state
+        data, _candidate_weight_runs_chunk, partial(combine_each, combines=[_sum_arrays] * len(seeds)),
+        args=(new, n_seen, origins, n_candidates), state=state,
     )
-    rng = np.random.default_rng([seed, _STREAM_REDUCE])
-    return reduce_candidates(np.vstack(candidates), weights, n_clusters, rng)
+    return [
+        reduce_candidates(np.vstack(candidates[run]), weights[run], n_clusters,
+                          np.random.default_rng([seeds[run], _STREAM_REDUCE]))
+        for run in runs
+    ]
 
 
 def reduce_candidates(
@@ -361,25 +420,27 @@ def initial_centers(
     data: ChunkedRows,
     n_clusters: int,
     init,
-    seed: int,
+    seeds: list[int],
     *,
     oversampling_factor: float,
     init_rounds: int,
     nan_policy: str = "raise",
     in_memory: np.ndarray | None = None,
     in_memory_weights: np.ndarray | None = None,
-) -> np.ndarray:
-    """Dispatch on ``init``: an array, "random", "k-means++" or "k-means||"."""
+) -> list[np.ndarray]:
+    """Starting centres for one run per seed: dispatch on ``init`` ("random", "k-means++", "k-means||" or
+    an array, which makes one run). Runs that need passes over the data share them.
+    """
     if not isinstance(init, str):
-        return np.asarray(init, dtype=np.float64)
+        return [np.asarray(init, dtype=np.float64)]
     if init == "random":
-        return random_init(data, n_clusters, seed)
+        return random_init(data, n_clusters, seeds)
     if init == "k-means++":
         if in_memory is not None:
             X, weights = _finite_rows_in_memory(in_memory, in_memory_weights, data, nan_policy)
-            return kmeans_plusplus(X, n_clusters, weights, np.random.default_rng(seed))
-        return kmeans_plusplus_dask(data, n_clusters, seed, nan_policy)
-    return kmeans_parallel_init(data, n_clusters, seed, oversampling_factor, init_rounds, nan_policy)
+            return [kmeans_plusplus(X, n_clusters, weights, np.random.default_rng(seed)) for seed in seeds]
+        return kmeans_plusplus_dask(data, n_clusters, seeds, nan_policy)
+    return kmeans_parallel_init(data, n_clusters, seeds, oversampling_factor, init_rounds, nan_policy)
 
 
 def _finite_rows_in_memory(X, weights, data: ChunkedRows, nan_policy: str):

@@ -17,11 +17,14 @@ functions (numba, ``nogil`` so that dask's threads run them in parallel):
   k-means++ trials: a float64 GEMM on rows shifted to the centres' mean, with the entries whose rounding
   bound is not small against their value recomputed from differences.
 
-Partials are plain dicts of small numpy arrays and floats; ``combine_*`` functions add them up and are
-associative, so any tree of combines gives the same result for the same order of leaves.
+A chunk's contribution to a centre update is a :class:`LloydPartials`; ``LloydPartials.combine`` and the
+other ``combine_*`` functions add partials up and are associative, so any tree of combines gives the same
+result for the same order of leaves.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -453,6 +456,36 @@ def weighted_cluster_sums(
 # Lloyd partials: one chunk -> sums, counts, inertia, farthest points (and the data's moments on pass 1)
 
 
+@dataclass
+class LloydPartials:
+    """What rows contribute to a centre update: one chunk's, or several chunks' added up.
+
+    ``sums`` (k, d) and ``counts`` (k,) are weighted and float64; ``inertia`` is from exact distances;
+    ``farthest`` holds the rows farthest from their centre (see :func:`farthest_points`), for
+    empty-cluster relocation; ``non_finite`` counts the rows left out; ``moments`` (the data's row count,
+    feature means and centred sums of squares) only when asked for.
+    """
+
+    sums: np.ndarray
+    counts: np.ndarray
+    inertia: float
+    farthest: dict
+    non_finite: dict
+    moments: dict | None = None
+
+    @classmethod
+    def combine(cls, parts: list[LloydPartials], n_farthest: int = 0) -> LloydPartials:
+        """Add up the partials of several chunks (associative; the order of ``parts`` is kept)."""
+        return cls(
+            sums=np.sum([p.sums for p in parts], axis=0),
+            counts=np.sum([p.counts for p in parts], axis=0),
+            inertia=float(np.sum([p.inertia for p in parts])),
+            farthest=combine_farthest([p.farthest for p in parts], n_farthest),
+            non_finite=combine_non_finite([p.non_finite for p in parts]),
+            moments=None if parts[0].moments is None else combine_moments([p.moments for p in parts]),
+        )
+
+
 def lloyd_partials(
     X: np.ndarray,
     weights: np.ndarray | None,
@@ -461,7 +494,7 @@ def lloyd_partials(
     row_offset: int = 0,
     n_farthest: int = 0,
     with_moments: bool = False,
-) -> dict:
+) -> LloydPartials:
     """Assign the rows of one chunk and return what the centre update needs.
 
     Parameters
@@ -481,24 +514,21 @@ def lloyd_partials(
 
     Returns
     -------
-    dict with ``sums`` (k, d) float64, ``counts`` (k,) float64, ``inertia`` float (exact distances),
-    ``farthest`` (see :func:`farthest_points`), ``non_finite`` and, if asked, ``moments``. Rows with NaN,
-    infinity or overflowing squares add to none of them; they are counted in ``non_finite``.
+    LloydPartials
+        Rows with NaN, infinity or overflowing squares add to none of its sums; they are counted in
+        ``non_finite``.
     """
     result = assign(X, centers, weights, with_sums=True, row_offset=row_offset)
     labels, sq_dist = result["labels"], result["sq_dist"]
-    partials = {
-        "sums": result["sums"],
-        "counts": result["counts"],
-        "inertia": result["inertia"],
-        "farthest": farthest_points(
-            X, weights, labels, sq_dist, row_offset, n_farthest, result["non_finite"]["count"] > 0
-        ),
-        "non_finite": result["non_finite"],
-    }
-    if with_moments:
-        partials["moments"] = feature_moments(X if not result["non_finite"]["count"] else X[labels >= 0])
-    return partials
+    any_left_out = result["non_finite"]["count"] > 0
+    return LloydPartials(
+        sums=result["sums"],
+        counts=result["counts"],
+        inertia=result["inertia"],
+        farthest=farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest, any_left_out),
+        non_finite=result["non_finite"],
+        moments=(feature_moments(X if not any_left_out else X[labels >= 0]) if with_moments else None),
+    )
 
 
 def non_finite_rows(sq_dist: np.ndarray, row_offset: int) -> dict:
@@ -516,20 +546,6 @@ def flagged_rows(flags: np.ndarray, row_offset: int) -> dict:
 def combine_non_finite(parts: list[dict]) -> dict:
     firsts = [p["first_row"] for p in parts if p["count"]]
     return {"count": sum(p["count"] for p in parts), "first_row": min(firsts) if firsts else -1}
-
-
-def combine_lloyd_partials(parts: list[dict], *, n_farthest: int = 0) -> dict:
-    """Add up the partials of several chunks (associative; order of ``parts`` is kept)."""
-    out = {
-        "sums": np.sum([p["sums"] for p in parts], axis=0),
-        "counts": np.sum([p["counts"] for p in parts], axis=0),
-        "inertia": float(np.sum([p["inertia"] for p in parts])),
-        "farthest": combine_farthest([p["farthest"] for p in parts], n_farthest),
-        "non_finite": combine_non_finite([p["non_finite"] for p in parts]),
-    }
-    if "moments" in parts[0]:
-        out["moments"] = combine_moments([p["moments"] for p in parts])
-    return out
 
 
 def farthest_points(
@@ -624,17 +640,17 @@ def combine_moments(parts: list[dict]) -> dict:
     return {"n": n, "mean": mean, "m2": m2}
 
 
-def update_centers(partials: dict, old_centers: np.ndarray) -> tuple[np.ndarray, int]:
+def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np.ndarray, int]:
     """New centres from reduced partials; empty clusters move to the farthest points.
 
     Mirrors scikit-learn's relocation: each empty cluster takes one of the points farthest from their
     centre, and that point's contribution is moved out of the cluster it was assigned to. A cluster that is
     still weightless keeps its old centre. Returns the new centres (float64) and the number relocated.
     """
-    sums = partials["sums"].copy()
-    counts = partials["counts"].copy()
+    sums = partials.sums.copy()
+    counts = partials.counts.copy()
     empty = np.flatnonzero(counts == 0)
-    far = partials["farthest"]
+    far = partials.farthest
     n_relocated = min(len(empty), len(far["sq_dist"]))
     for new_id, i in zip(empty[:n_relocated], range(n_relocated)):
         old_id = far["labels"][i]

@@ -1,13 +1,15 @@
 """The Lloyd iteration driver: one pass over the data per iteration, a final pass for labels.
 
-One driver, :func:`advance`, runs every Lloyd loop of the package: a fit's run and every k of
-``choose_k`` alike, any number of centre sets sharing each pass. Each iteration maps
+One driver, :func:`advance`, runs every Lloyd loop of the package: a fit's ``n_init`` runs and every k of
+``choose_k`` alike, any number of centre sets (of any k) sharing each pass. Each iteration maps
 :func:`lloyd_partials` over the row chunks (once per active set, on one read of the chunk),
 tree-reduces the partial sums, counts, inertia and farthest points, and turns them into new centres on
 the client. The first pass also brings the per-feature moments that set the tolerance, and every pass's
-distances double as the NaN/inf check.
-Convergence follows scikit-learn: stop when the centres do not change at all, or when the summed squared
-centre shift is at most ``tol * mean(var(X, axis=0))``; ``max_iter`` bounds the loop.
+distances double as the NaN/inf check. :func:`final_pass` then measures every set's inertia for its
+final centres in one more pass and keeps the labels of the best.
+
+Convergence follows scikit-learn: a set stops when its centres do not change at all, or when its summed
+squared centre shift is at most ``tol * mean(var(X, axis=0))``; ``max_iter`` bounds the loop.
 """
 
 from __future__ import annotations
@@ -20,26 +22,21 @@ from functools import partial
 
 import numpy as np
 
-from ._kernels import combine_lloyd_partials, label_partials, lloyd_partials, update_centers
-from ._passes import ChunkedRows, map_chunks, map_reduce
+from ._kernels import LloydPartials, assign, combine_non_finite, lloyd_partials, update_centers
+from ._passes import ChunkedRows, combine_each, map_reduce
+from ._scheduler import compute
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
 logger = logging.getLogger("dask_kmeans")
 
 
-@dataclass
-class LloydResult:
-    """What one Lloyd run found. ``history`` has one dict per iteration."""
+@dataclass(frozen=True)
+class LloydConfig:
+    """What the driver needs to know, resolved from the caller's parameters (not the estimator)."""
 
-    centers: np.ndarray
-    labels: np.ndarray | None
-    sizes: np.ndarray
-    inertia: float
-    n_omitted: int
-    n_iter: int
-    converged: bool
-    mean_variance: float | None
-    history: list[dict] = field(default_factory=list)
+    max_iter: int
+    tol: float
+    nan_policy: str = "raise"
 
 
 @dataclass
@@ -49,6 +46,10 @@ class CenterSet:
     centers: np.ndarray
     history: list[dict] = field(default_factory=list)
     converged: bool = False
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.history)
 
 
 def _lloyd_chunk(X, w, centers_list, with_moments, *, chunk):
@@ -62,57 +63,52 @@ def _lloyd_chunk(X, w, centers_list, with_moments, *, chunk):
     ]
 
 
-def _combine_sets(parts: list[list[dict]], n_farthest: tuple[int, ...]) -> list[dict]:
-    return [combine_lloyd_partials([p[i] for p in parts], n_farthest=n) for i, n in enumerate(n_farthest)]
-
-
 def advance(
     data: ChunkedRows,
     sets: list[CenterSet],
+    config: LloydConfig,
     *,
-    max_iter: int,
-    tol: float,
     mean_variance: float | None = None,
-    nan_policy: str = "raise",
-    on_iteration: Callable[[int, CenterSet, float], None] | None = None,
+    on_pass: Callable[[list[CenterSet], float], None] | None = None,
 ) -> float:
     """Lloyd iterations for every set in ``sets``, all sets sharing one pass over the data per iteration.
 
     Each set moves until its centres stop moving, its summed squared shift is at most
     ``tol * mean_variance``, or it has ``max_iter`` iterations in its history; finished sets drop out
-    of later passes. Sets are updated in place (``centers``, ``history``, ``converged``), so a set
-    restored from a checkpoint goes on as it would have. ``mean_variance`` is ``mean(var(X, axis=0))``;
-    when it is unknown the first pass measures it. ``on_iteration(index, set, mean_variance)`` is called
-    after each iteration of each set (to write a checkpoint). Returns ``mean_variance``.
+    of later passes. Sets are updated in place (``centers``, ``history``, ``converged``), so sets
+    restored from a checkpoint go on as they would have. ``mean_variance`` is ``mean(var(X, axis=0))``;
+    when it is unknown the first pass measures it. ``on_pass(sets, mean_variance)`` is called after each
+    pass (to write a checkpoint). Returns ``mean_variance``.
     """
     started = time.perf_counter() - max((s.history[-1]["elapsed"] for s in sets if s.history), default=0.0)
     while True:
-        active = [i for i, s in enumerate(sets) if not s.converged and len(s.history) < max_iter]
+        active = [i for i, s in enumerate(sets) if not s.converged and s.n_iter < config.max_iter]
         if not active:
             return mean_variance
         need_moments = mean_variance is None
-        combine = partial(_combine_sets, n_farthest=tuple(len(sets[i].centers) - 1 for i in active))
+        combines = [partial(LloydPartials.combine, n_farthest=len(sets[i].centers) - 1) for i in active]
         stats = map_reduce(
-            data, _lloyd_chunk, combine, args=([sets[i].centers for i in active], need_moments)
+            data, _lloyd_chunk, partial(combine_each, combines=combines),
+            args=([sets[i].centers for i in active], need_moments),
         )
-        check_non_finite(stats[0]["non_finite"], data.X.chunks[0], nan_policy)
+        check_non_finite(stats[0].non_finite, data.X.chunks[0], config.nan_policy)
         if need_moments:
-            moments = stats[0]["moments"]
+            moments = stats[0].moments
             if moments["n"] == 0:
                 raise NonFiniteDataError("Every row holds NaN or infinity: nothing is left to cluster.")
             mean_variance = float(np.mean(moments["m2"] / moments["n"]))
         elapsed = time.perf_counter() - started
         for i, set_stats in zip(active, stats):
-            name = "" if len(sets) == 1 else f"Set {i}: "
-            _update(sets[i], set_stats, tol, mean_variance, elapsed, name)
-            if on_iteration is not None:
-                on_iteration(i, sets[i], mean_variance)
+            name = "" if len(sets) == 1 else f"Run {i}: "
+            _update(sets[i], set_stats, config.tol, mean_variance, elapsed, name)
+        if on_pass is not None:
+            on_pass(sets, mean_variance)
 
 
-def _update(center_set: CenterSet, stats: dict, tol: float, mean_variance: float, elapsed: float,
+def _update(center_set: CenterSet, stats: LloydPartials, tol: float, mean_variance: float, elapsed: float,
             name: str) -> None:
     """Move one set's centres to the means of its clusters, record the iteration, test convergence."""
-    check_finite_total(stats["inertia"], "inertia")
+    check_finite_total(stats.inertia, "inertia")
     centers = center_set.centers
     new_centers, n_relocated = update_centers(stats, centers)
     shift = float(((new_centers - centers) ** 2).sum())
@@ -120,11 +116,11 @@ def _update(center_set: CenterSet, stats: dict, tol: float, mean_variance: float
     center_set.centers = new_centers
     # The shift relative to the data's variance is what tol bounds.
     relative_shift = shift / mean_variance if mean_variance else float("inf") if shift else 0.0
-    iteration = len(center_set.history) + 1
+    iteration = center_set.n_iter + 1
     center_set.history.append(
         {
             "iteration": iteration,
-            "inertia": stats["inertia"],
+            "inertia": stats.inertia,
             "center_shift": shift,
             "relative_shift": relative_shift,
             "n_relocated": n_relocated,
@@ -133,76 +129,92 @@ def _update(center_set: CenterSet, stats: dict, tol: float, mean_variance: float
     )
     logger.info(
         "%sIteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated, %.2fs",
-        name, iteration, stats["inertia"], relative_shift, tol, n_relocated, elapsed,
+        name, iteration, stats.inertia, relative_shift, tol, n_relocated, elapsed,
     )
     center_set.converged = unchanged or shift <= tol * (mean_variance or 0.0)
     if center_set.converged:
         logger.info("%sConverged at iteration %d.", name, iteration)
 
 
-def _label_chunk(X, w, centers, keep_labels, *, chunk):
-    labels, inertia, non_finite = label_partials(X, w, centers, chunk.row_offset)
-    sizes = np.bincount(labels[labels >= 0], minlength=len(centers))
-    return (labels if keep_labels else None), inertia, non_finite, sizes
+# ----------------------------------------------------------------------------------------------------
+# The final pass: every set's inertia for its final centres, the labels of the best
 
 
-def lloyd(
-    data: ChunkedRows,
-    centers: np.ndarray,
-    *,
-    max_iter: int,
-    tol: float,
-    mean_variance: float | None = None,
-    nan_policy: str = "raise",
-    history: list[dict] = (),
-    converged: bool = False,
-    on_iteration: Callable[[np.ndarray, list[dict], float, bool], None] | None = None,
-    compute_labels: bool = True,
-) -> LloydResult:
-    """One Lloyd run from ``centers`` (float64, shape (k, d)) through :func:`advance`, then its labels.
+@dataclass
+class FinalPartials:
+    """Per set: the weighted inertia, the rows in each cluster and the rows left out."""
 
-    Passes over the data: ``n_iter`` iterations plus one for the final labels and inertia. Rows with NaN
-    or infinity stop the fit at the first pass (``nan_policy="raise"``) or are left out ("omit").
+    inertias: np.ndarray
+    sizes: list[np.ndarray]
+    non_finite: list[dict]
 
-    To resume, pass the ``history`` (and ``converged``) of the iterations already done, with their
-    centres: the loop goes on from there as it would have. ``on_iteration(centers, history,
-    mean_variance, converged)`` is called after every iteration (to write a checkpoint).
-    """
-    run = CenterSet(np.asarray(centers, dtype=np.float64), list(history), converged)
-    report = None
-    if on_iteration is not None:
-        def report(_, center_set, mean_variance):
-            on_iteration(center_set.centers, center_set.history, mean_variance, center_set.converged)
-    mean_variance = advance(
-        data, [run], max_iter=max_iter, tol=tol, mean_variance=mean_variance, nan_policy=nan_policy,
-        on_iteration=report,
+    @classmethod
+    def combine(cls, parts: list[FinalPartials]) -> FinalPartials:
+        return cls(
+            inertias=np.sum([p.inertias for p in parts], axis=0),
+            sizes=[np.sum(each, axis=0) for each in zip(*(p.sizes for p in parts))],
+            non_finite=[combine_non_finite(list(each)) for each in zip(*(p.non_finite for p in parts))],
+        )
+
+
+@dataclass
+class FinalResult:
+    """What the final pass found: ``best`` is the set of lowest inertia (ties: the lowest index)."""
+
+    best: int
+    inertias: list[float]
+    sizes: list[np.ndarray]
+    n_omitted: list[int]
+    labels: np.ndarray | None
+
+
+def _label_dtype(n_clusters: int) -> np.dtype:
+    # The labels of every set wait on the workers until the best set is known: keep them small.
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_clusters <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def _final_chunk(X, w, centers_list, keep_labels, *, chunk):
+    results = [assign(X, centers, w, row_offset=chunk.row_offset) for centers in centers_list]
+    partials = FinalPartials(
+        inertias=np.array([r["inertia"] for r in results]),
+        sizes=[np.bincount(r["labels"][r["labels"] >= 0], minlength=len(c))
+               for r, c in zip(results, centers_list)],
+        non_finite=[r["non_finite"] for r in results],
     )
-    labels, inertia, n_omitted, sizes = final_labels(data, run.centers, compute_labels)
-    return LloydResult(
-        centers=run.centers,
-        labels=labels,
-        sizes=sizes,
-        inertia=inertia,
-        n_omitted=n_omitted,
-        n_iter=len(run.history),
-        converged=run.converged,
-        mean_variance=mean_variance,
-        history=run.history,
-    )
+    if not keep_labels:
+        return partials
+    dtype = _label_dtype(max(len(c) for c in centers_list))
+    return [r["labels"].astype(dtype) for r in results], partials
 
 
-def final_labels(
-    data: ChunkedRows, centers: np.ndarray, keep_labels: bool = True
-) -> tuple[np.ndarray | None, float, int, np.ndarray]:
-    """One pass: the rows' labels (-1 for rows left out; None unless ``keep_labels``), the weighted
-    inertia, how many rows were left out, and the number of rows in each cluster.
+def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: bool = True) -> FinalResult:
+    """One pass: every set's weighted inertia and cluster sizes for its centres, and the labels of the best.
 
     The centres are rounded to the data's dtype first, as ``cluster_centers_`` keeps them, so that
-    ``labels_`` and ``inertia_`` are what ``predict`` and ``score`` give for the same rows.
+    ``labels_`` and ``inertia_`` are what ``predict`` and ``score`` give for the same rows. With
+    ``keep_labels``, every set's labels of a chunk stay where the chunk was read (int8 for up to 127
+    clusters) until the best set is known; only the best set's labels travel to the client (int32, -1 for
+    rows left out).
     """
-    centers = np.asarray(centers).astype(data.dtype).astype(np.float64)
-    parts = map_chunks(data, _label_chunk, args=(centers, keep_labels))
-    inertia = float(np.sum([p[1] for p in parts]))
-    check_finite_total(inertia, "inertia")
-    labels = np.concatenate([p[0] for p in parts]) if keep_labels else None
-    return labels, inertia, sum(p[2]["count"] for p in parts), np.sum([p[3] for p in parts], axis=0)
+    centers_list = [np.asarray(c).astype(data.dtype).astype(np.float64) for c in centers_list]
+    if keep_labels:
+        partials, labels_by_chunk = map_reduce(
+            data, _final_chunk, FinalPartials.combine, args=(centers_list, True), keep_state=True
+        )
+    else:
+        partials = map_reduce(data, _final_chunk, FinalPartials.combine, args=(centers_list, False))
+    inertias = [float(value) for value in partials.inertias]
+    for value in inertias:
+        check_finite_total(value, "inertia")
+    best = int(np.argmin(inertias))  # the first of equal inertias
+    labels = None
+    if keep_labels:
+        chunks = compute(*[chunk_labels[best] for chunk_labels in labels_by_chunk])
+        labels = np.concatenate(chunks).astype(np.int32)
+    return FinalResult(
+        best=best, inertias=inertias, sizes=partials.sizes,
+        n_omitted=[n["count"] for n in partials.non_finite], labels=labels,
+    )

@@ -158,6 +158,15 @@ def map_reduce(
     return root.compute(), new_state
 
 
+def combine_each(parts: list[list], combines: Sequence[Callable[[list], object]]) -> list:
+    """Combine the partials of several runs carried side by side: the i-th of each part by ``combines[i]``.
+
+    A pass that serves many runs (centre sets, initialisations) returns one list per chunk, one partial
+    per run; this keeps the runs apart through the tree.
+    """
+    return [combine([p[i] for p in parts]) for i, combine in enumerate(combines)]
+
+
 def map_chunks(data: ChunkedRows, chunk_fn: Callable, *, args: tuple = ()) -> list:
     """One pass that brings every chunk's result back to the client, in chunk order (each as it is ready)."""
     name = f"{funcname(chunk_fn)}-{uuid.uuid4().hex}"

@@ -16,19 +16,13 @@ import numpy as np
 
 from ._base import clone
 from ._init import kmeans_plusplus, lloyd_in_memory
-from ._kernels import (
-    label_partials,
-    lloyd_partials,
-    nearest_center,
-    pairwise_sq_distances,
-)
-from ._lloyd import CenterSet, advance
-from ._passes import ChunkedRows, map_chunks
+from ._kernels import lloyd_partials, nearest_center, pairwise_sq_distances
+from ._lloyd import CenterSet, LloydConfig, advance, final_pass
+from ._passes import ChunkedRows
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
     NamedRows,
     check_array,
-    check_finite_total,
     check_n_samples,
     resolve_seed,
     split_feature_names,
@@ -102,15 +96,10 @@ def best_start_on_sample(
     best, best_inertia = None, np.inf
     for _ in range(n_init):
         centers = lloyd_in_memory(sample, None, kmeans_plusplus(sample, k, None, rng), max_steps)
-        inertia = lloyd_partials(sample, None, centers)["inertia"]
+        inertia = lloyd_partials(sample, None, centers).inertia
         if inertia < best_inertia:
             best, best_inertia = centers, inertia
     return best
-
-
-def _inertia_chunk(X, w, centers_list, *, chunk):
-    # Non-finite rows were already refused or counted by the Lloyd passes; here they add nothing.
-    return [label_partials(X, w, centers, chunk.row_offset)[1] for centers in centers_list]
 
 
 def silhouette_scores(X: np.ndarray, labelings: list[np.ndarray], block_rows: int = 1024) -> list[float]:
@@ -255,16 +244,14 @@ def choose_k(
         initial_centers = {k: best_start_on_sample(sample, k, n_init, rng) for k in ks}
         # Every k is a centre set of the one Lloyd driver: each pass reads a chunk once for all of them.
         runs = {k: CenterSet(initial_centers[k]) for k in ks}
-        advance(data, list(runs.values()), max_iter=max_iter, tol=tol, nan_policy=nan_policy)
+        advance(data, list(runs.values()), LloydConfig(max_iter=max_iter, tol=tol, nan_policy=nan_policy))
         centers = {k: run.centers for k, run in runs.items()}
         n_iter = {k: len(run.history) for k, run in runs.items()}
         converged = {k: run.converged for k, run in runs.items()}
         n_passes += max(n_iter.values())
-        parts = map_chunks(data, _inertia_chunk, args=([centers[k] for k in ks],))
+        # Non-finite rows were already refused or counted by the Lloyd passes; here they add nothing.
+        inertias = final_pass(data, [centers[k] for k in ks], keep_labels=False).inertias
         n_passes += 1
-    inertias = [float(sum(p[i] for p in parts)) for i in range(len(ks))]
-    for value in inertias:
-        check_finite_total(value, "inertia")
 
     labelings = [nearest_center(sample, centers[k])[0] for k in ks]
     silhouettes = silhouette_scores(sample, labelings)

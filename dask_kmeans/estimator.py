@@ -7,7 +7,6 @@ import logging
 import numbers
 import sys
 import warnings
-from functools import partial
 
 import dask
 import dask.array as da
@@ -24,7 +23,7 @@ from ._kernels import (
     left_out_rows,
     pairwise_sq_distances,
 )
-from ._lloyd import final_labels, lloyd, logger
+from ._lloyd import CenterSet, FinalResult, LloydConfig, advance, final_pass, logger
 from ._model_file import read_model, write_model
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
@@ -308,11 +307,12 @@ default="k-means||"
             data = ChunkedRows(*dask.persist(data.X, data.weights))
 
         with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
-            runner = _Runs(self, data, init, X if not isinstance(X, da.Array) else None,
-                           weights if isinstance(weights, np.ndarray) else None, checkpoint)
-            best = runner.run(seeds)
+            best, final = _fit_runs(
+                self, data, init, seeds, X if not isinstance(X, da.Array) else None,
+                weights if isinstance(weights, np.ndarray) else None, checkpoint,
+            )
 
-        n_distinct = int(np.count_nonzero(best.sizes))
+        n_distinct = int(np.count_nonzero(final.sizes[final.best]))
         if n_distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters "
@@ -322,11 +322,11 @@ default="k-means||"
             )
         self.cluster_centers_ = best.centers.astype(X.dtype)
         if self.compute_labels:
-            self.labels_ = best.labels
+            self.labels_ = final.labels
         elif hasattr(self, "labels_"):
             del self.labels_
-        self.inertia_ = best.inertia
-        self.n_omitted_ = best.n_omitted
+        self.inertia_ = final.inertias[final.best]
+        self.n_omitted_ = final.n_omitted[final.best]
         self.n_iter_ = best.n_iter
         self.converged_ = best.converged
         self.history_ = best.history
@@ -446,85 +446,53 @@ default="k-means||"
         return -inertia
 
 
-class _Runs:
-    """The n_init runs of one fit (initialisation, then Lloyd), checkpointed when asked."""
+def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memory, in_memory_weights,
+              checkpoint) -> tuple[CenterSet, FinalResult]:
+    """The ``n_init`` runs of one fit, all in the same passes: initialisations, Lloyd, the final pass.
 
-    def __init__(self, model: KMeans, data: ChunkedRows, init, in_memory, in_memory_weights, checkpoint):
-        self.model, self.data, self.init = model, data, init
-        self.in_memory, self.in_memory_weights = in_memory, in_memory_weights
-        self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.state = None
-        if self.checkpoint is not None:
-            self.fingerprint = {
-                "params": _checkpoint.params_fingerprint(model.get_params(deep=False)),
-                "data": _checkpoint.data_fingerprint(data),
-            }
-            self.state = _checkpoint.load(self.checkpoint, self.fingerprint)
-            if self.state is not None:
-                logger.info("Resuming from the checkpoint %s.", self.checkpoint)
-
-    def run(self, seeds: np.ndarray):
-        model = self.model
-        if self.state is not None:
-            seeds = np.array(self.state["seeds"], dtype=np.int64)
-        finished = [] if self.state is None else self.state["finished"]
-        current = None if self.state is None else self.state["current"]
-        results = [_RestoredRun(**summary) for summary in finished]
-        mean_variance = finished[0]["mean_variance"] if finished else None
-        for run in range(len(finished), len(seeds)):
-            if current is not None and current["run"] == run:
-                centers, history = np.array(current["centers"]), current["history"]
-                converged, mean_variance = current["converged"], current["mean_variance"]
-            else:
-                centers = initial_centers(
-                    self.data, model.n_clusters, self.init, int(seeds[run]),
-                    oversampling_factor=model.oversampling_factor, init_rounds=model.init_rounds,
-                    nan_policy=model.nan_policy, in_memory=self.in_memory,
-                    in_memory_weights=self.in_memory_weights,
-                )
-                history, converged = [], False
-                self._save(seeds, finished, run, centers, history, mean_variance, converged)
-            result = lloyd(
-                self.data, centers, max_iter=model.max_iter, tol=model.tol, mean_variance=mean_variance,
-                nan_policy=model.nan_policy, history=history, converged=converged,
-                on_iteration=partial(self._save, seeds, finished, run) if self.checkpoint else None,
-                compute_labels=model.compute_labels,
-            )
-            mean_variance = result.mean_variance
-            logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, len(seeds),
-                        result.inertia, result.n_iter)
-            results.append(result)
-            finished = [*finished, _checkpoint.run_summary(result)]
-            self._save(seeds, finished, None)
-        best = min(results, key=lambda r: r.inertia)
-        if isinstance(best, _RestoredRun):  # finished before a restart: its labels need a final pass
-            best.labels, best.inertia, best.n_omitted, best.sizes = final_labels(
-                self.data, best.centers, model.compute_labels
-            )
-        if self.checkpoint is not None:
-            _checkpoint.remove(self.checkpoint)
-        return best
-
-    def _save(self, seeds, finished, run, centers=None, history=None, mean_variance=None, converged=False):
-        if self.checkpoint is None:
-            return
-        current = None if run is None else {
-            "run": run, "centers": np.asarray(centers).tolist(), "history": history,
-            "mean_variance": mean_variance, "converged": bool(converged),
+    Returns the run of lowest final inertia (ties: the lowest run index) and the final pass's result.
+    With a checkpoint, the state of every run is saved after the initialisation and after every pass,
+    and a fit that finds a checkpoint of its own data and parameters goes on from there.
+    """
+    save = None
+    sets, mean_variance = None, None
+    if checkpoint is not None:
+        checkpoint = str(checkpoint)
+        fingerprint = {
+            "params": _checkpoint.params_fingerprint(model.get_params(deep=False)),
+            "data": _checkpoint.data_fingerprint(data),
         }
-        _checkpoint.save(self.checkpoint, {
-            **self.fingerprint, "seeds": [int(s) for s in seeds], "finished": finished, "current": current,
-        })
+        state = _checkpoint.load(checkpoint, fingerprint)
+        if state is not None:
+            logger.info("Resuming from the checkpoint %s.", checkpoint)
+            seeds = np.array(state["seeds"], dtype=np.int64)
+            sets, mean_variance = _checkpoint.restore_sets(state["runs"]), state["mean_variance"]
 
+        def save(sets, mean_variance):
+            _checkpoint.save(checkpoint, {
+                **fingerprint, "seeds": [int(s) for s in seeds], "runs": _checkpoint.sets_state(sets),
+                "mean_variance": mean_variance,
+            })
 
-class _RestoredRun:
-    """A run finished before the process restarted, read from its checkpoint."""
-
-    def __init__(self, centers, inertia, n_iter, converged, history, mean_variance):
-        self.centers = np.array(centers, dtype=np.float64)
-        self.inertia, self.n_iter, self.converged = inertia, n_iter, converged
-        self.history, self.mean_variance = history, mean_variance
-        self.labels, self.n_omitted, self.sizes = None, 0, None
+    if sets is None:
+        starts = initial_centers(
+            data, model.n_clusters, init, [int(s) for s in seeds],
+            oversampling_factor=model.oversampling_factor, init_rounds=model.init_rounds,
+            nan_policy=model.nan_policy, in_memory=in_memory, in_memory_weights=in_memory_weights,
+        )
+        sets = [CenterSet(centers) for centers in starts]
+        if save is not None:
+            save(sets, mean_variance)
+    config = LloydConfig(max_iter=model.max_iter, tol=model.tol, nan_policy=model.nan_policy)
+    advance(data, sets, config, mean_variance=mean_variance, on_pass=save)
+    final = final_pass(data, [s.centers for s in sets], keep_labels=model.compute_labels)
+    if len(sets) > 1:
+        for run, (center_set, inertia) in enumerate(zip(sets, final.inertias)):
+            logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, len(sets), inertia,
+                        center_set.n_iter)
+    if checkpoint is not None:
+        _checkpoint.remove(checkpoint)
+    return sets[final.best], final
 
 
 def _predict_block(X, centers, nan_policy):

@@ -34,7 +34,7 @@ def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
     data = _data(X, (800, 1700, 2500), w)
     candidates = X[[7, 1234, 4321]]
     oversampling, seed, round_index = 12.0, 43, 2
-    args = (candidates, 0, X[0], oversampling, seed, round_index)
+    args = (candidates, 0, X[0], seed, oversampling, round_index)
     sample, _ = map_reduce(data, _parallel_round_chunk, _combine_samples, args=args, keep_state=True)
     d2 = ((X[:, None, :] - candidates[None]) ** 2).sum(-1).min(1)
     wd2 = d2 if w is None else w * d2
@@ -57,7 +57,7 @@ def test_parallel_round_samples_exactly_the_bahmani_set(weighted):
 def test_first_centre_is_drawn_at_random_not_row_zero():
     X, _ = make_blobs(2000, 2, 3, seed=44)
     data = _data(X, 500)
-    firsts = {int(draw_row_indices(data, 1, seed, 1)[0]) for seed in range(30)}
+    firsts = {int(draw_row_indices(data, 1, [seed], 1)[0][0]) for seed in range(30)}
     assert len(firsts) > 20
 
 
@@ -67,12 +67,12 @@ def test_weighted_draws_skip_zero_weight_rows():
     w[[5, 600, 1500, 1999]] = [1.0, 2.0, 3.0, 4.0]
     data = _data(X, 500, w)
     for seed in range(10):
-        assert set(draw_row_indices(data, 4, seed, 2)) == {5, 600, 1500, 1999}
+        assert set(draw_row_indices(data, 4, [seed], 2)[0]) == {5, 600, 1500, 1999}
 
 
 def test_kmeans_parallel_finds_every_blob():
     X, truth = make_blobs(20000, 5, 8, std=0.3, seed=46)
-    centers = kmeans_parallel_init(_data(X, 2500), 8, seed=0, oversampling_factor=2.0, init_rounds=5)
+    centers = kmeans_parallel_init(_data(X, 2500), 8, seeds=[0], oversampling_factor=2.0, init_rounds=5)[0]
     # Well separated blobs: one centre per blob, each close to the blob's mean.
     blob_means = np.array([X[truth == j].mean(0) for j in range(8)])
     nearest = ((centers[:, None] - blob_means[None]) ** 2).sum(-1).argmin(1)
@@ -102,6 +102,6 @@ def test_random_init_picks_distinct_rows():
     from dask_kmeans._init import random_init
 
     X, _ = make_blobs(3000, 3, 4, seed=47)
-    centers = random_init(_data(X, 700), 12, seed=0)
+    centers = random_init(_data(X, 700), 12, seeds=[0])[0]
     rows = {tuple(r) for r in X}
     assert len({tuple(c) for c in centers}) == 12 and all(tuple(c) in rows for c in centers)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dask_kmeans._kernels import (
+    LloydPartials,
     block_rows,
-    combine_lloyd_partials,
     combine_moments,
     feature_moments,
     lloyd_partials,
@@ -41,15 +41,15 @@ def test_partials_add_up_across_any_split():
         for a, b in zip(cuts, cuts[1:])
     ]
     # Combine in a tree of two levels, as the driver does.
-    combine = partial(combine_lloyd_partials, n_farthest=4)
+    combine = partial(LloydPartials.combine, n_farthest=4)
     total = combine([combine(parts[:2]), combine(parts[2:])])
-    np.testing.assert_allclose(total["sums"], whole["sums"], rtol=1e-12)
-    np.testing.assert_allclose(total["counts"], whole["counts"], rtol=1e-12)
-    np.testing.assert_allclose(total["inertia"], whole["inertia"], rtol=1e-12)
+    np.testing.assert_allclose(total.sums, whole.sums, rtol=1e-12)
+    np.testing.assert_allclose(total.counts, whole.counts, rtol=1e-12)
+    np.testing.assert_allclose(total.inertia, whole.inertia, rtol=1e-12)
     for key in ("index", "labels", "sq_dist"):
-        np.testing.assert_array_equal(total["farthest"][key], whole["farthest"][key])
-    np.testing.assert_allclose(total["moments"]["mean"], X.mean(0), rtol=1e-12)
-    np.testing.assert_allclose(total["moments"]["m2"] / total["moments"]["n"], X.var(0), rtol=1e-12)
+        np.testing.assert_array_equal(total.farthest[key], whole.farthest[key])
+    np.testing.assert_allclose(total.moments["mean"], X.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(total.moments["m2"] / total.moments["n"], X.var(0), rtol=1e-12)
 
 
 def test_partials_against_direct_formulas():
@@ -58,17 +58,17 @@ def test_partials_against_direct_formulas():
     p = lloyd_partials(X, w, C, n_farthest=3)
     labels = ((X[:, None] - C[None]) ** 2).sum(-1).argmin(1)
     for j in range(len(C)):
-        np.testing.assert_allclose(p["sums"][j], (w[labels == j, None] * X[labels == j]).sum(0), rtol=1e-10)
-        np.testing.assert_allclose(p["counts"][j], w[labels == j].sum(), rtol=1e-12)
+        np.testing.assert_allclose(p.sums[j], (w[labels == j, None] * X[labels == j]).sum(0), rtol=1e-10)
+        np.testing.assert_allclose(p.counts[j], w[labels == j].sum(), rtol=1e-12)
     d2 = ((X - C[labels]) ** 2).sum(1)
-    np.testing.assert_allclose(p["inertia"], (w * d2).sum(), rtol=1e-9)
-    np.testing.assert_array_equal(p["farthest"]["index"], np.argsort(-d2, kind="stable")[:3])
+    np.testing.assert_allclose(p.inertia, (w * d2).sum(), rtol=1e-9)
+    np.testing.assert_array_equal(p.farthest["index"], np.argsort(-d2, kind="stable")[:3])
 
 
 def test_farthest_ties_go_to_the_lower_row_index():
     X = np.array([[0.0], [2.0], [-2.0], [0.0]])
     p = lloyd_partials(X, None, np.array([[0.0]]), n_farthest=1)
-    assert p["farthest"]["index"].tolist() == [1]
+    assert p.farthest["index"].tolist() == [1]
 
 
 def test_moments_of_an_empty_chunk_are_neutral():
@@ -79,12 +79,14 @@ def test_moments_of_an_empty_chunk_are_neutral():
 
 def test_update_keeps_the_old_centre_of_a_cluster_left_empty():
     C = np.array([[0.0], [5.0], [9.0]])
-    partials = {
-        "sums": np.array([[2.0], [0.0], [0.0]]),
-        "counts": np.array([2.0, 0.0, 0.0]),
-        "farthest": {key: np.empty((0,) + shape) for key, shape in
-                     [("sq_dist", ()), ("index", ()), ("rows", (1,)), ("weights", ()), ("labels", ())]},
-    }
+    partials = LloydPartials(
+        sums=np.array([[2.0], [0.0], [0.0]]),
+        counts=np.array([2.0, 0.0, 0.0]),
+        inertia=0.0,
+        farthest={key: np.empty((0,) + shape) for key, shape in
+                  [("sq_dist", ()), ("index", ()), ("rows", (1,)), ("weights", ()), ("labels", ())]},
+        non_finite={"count": 0, "first_row": -1},
+    )
     centers, n_relocated = update_centers(partials, C)
     np.testing.assert_array_equal(centers, [[1.0], [5.0], [9.0]])
     assert n_relocated == 0

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dask_kmeans import KMeans
-from dask_kmeans._kernels import combine_lloyd_partials, lloyd_partials, nearest_center
+from dask_kmeans._kernels import LloydPartials, lloyd_partials, nearest_center
 from dask_kmeans._validation import ConvergenceWarning
 from dask_kmeans.io import Table, read
 
@@ -150,8 +150,8 @@ def test_ties_between_identical_centres_go_to_the_lowest_index(case):
     # and so the partials of a chunk do not depend on how it is cut into pieces
     whole = lloyd_partials(X, None, C)
     rows = [lloyd_partials(X[i : i + 1], None, C, row_offset=i) for i in range(len(X))]
-    pieces = combine_lloyd_partials(rows)
-    np.testing.assert_array_equal(pieces["counts"], whole["counts"])
+    pieces = LloydPartials.combine(rows)
+    np.testing.assert_array_equal(pieces.counts, whole.counts)
 
 
 @st.composite
@@ -183,7 +183,7 @@ def near_ties(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     return two[:, 1] - two[:, 0] <= 2 * distance_slack(X, C)
 
 
-def check_partials(got: dict, X, C, w, labels, sq_dist, n_farthest: int, name: str):
+def check_partials(got: LloydPartials, X, C, w, labels, sq_dist, n_farthest: int, name: str):
     """Partials against direct formulas for the given labels and (kernel) distances."""
     n, k = len(X), len(C)
     wv = np.ones(n) if w is None else w
@@ -191,21 +191,21 @@ def check_partials(got: dict, X, C, w, labels, sq_dist, n_farthest: int, name: s
     onehot = np.zeros((n, k))
     onehot[np.arange(n), labels] = 1.0
     sums_atol = 1e-10 * (onehot.T @ np.abs(wv[:, None] * X64)) + 1e-300
-    assert got["sums"].shape == (k, X.shape[1]) and got["counts"].shape == (k,), name
-    assert (np.abs(got["sums"] - onehot.T @ (wv[:, None] * X64)) <= sums_atol).all(), name
+    assert got.sums.shape == (k, X.shape[1]) and got.counts.shape == (k,), name
+    assert (np.abs(got.sums - onehot.T @ (wv[:, None] * X64)) <= sums_atol).all(), name
     if w is None:
-        np.testing.assert_array_equal(got["counts"], np.bincount(labels, minlength=k), err_msg=name)
+        np.testing.assert_array_equal(got.counts, np.bincount(labels, minlength=k), err_msg=name)
     else:
-        np.testing.assert_allclose(got["counts"], onehot.T @ wv, rtol=1e-12, atol=1e-300, err_msg=name)
+        np.testing.assert_allclose(got.counts, onehot.T @ wv, rtol=1e-12, atol=1e-300, err_msg=name)
     # The inertia is sum(w * ||x - c_label||^2), up to the rounding of the GEMM-expanded distances.
     exact_inertia = float(wv @ exact_sq_distances(X, C)[np.arange(n), labels])
     inertia_slack = float(wv @ distance_slack(X, C)) + 1e-12 * exact_inertia
-    assert abs(got["inertia"] - exact_inertia) <= inertia_slack, name
-    np.testing.assert_allclose(got["inertia"], float(wv @ sq_dist), rtol=1e-12, atol=1e-300, err_msg=name)
+    assert abs(got.inertia - exact_inertia) <= inertia_slack, name
+    np.testing.assert_allclose(got.inertia, float(wv @ sq_dist), rtol=1e-12, atol=1e-300, err_msg=name)
     # The n_farthest rows of positive weight farthest from their centre, ties to the lower row index.
     eligible = np.flatnonzero(wv > 0)
     index = eligible[np.lexsort((eligible, -sq_dist[eligible]))][:n_farthest]
-    far = got["farthest"]
+    far = got.farthest
     np.testing.assert_array_equal(far["index"], index, err_msg=name)
     np.testing.assert_array_equal(far["labels"], labels[index], err_msg=name)
     np.testing.assert_array_equal(far["rows"], X64[index], err_msg=name)
@@ -217,7 +217,7 @@ def check_partials(got: dict, X, C, w, labels, sq_dist, n_farthest: int, name: s
 @given(partials_cases())
 def test_lloyd_partials_add_up_across_any_split(case):
     X, C, w, cuts, group_cuts, n_farthest = case
-    combine = partial(combine_lloyd_partials, n_farthest=n_farthest)
+    combine = partial(LloydPartials.combine, n_farthest=n_farthest)
     whole = lloyd_partials(X, w, C, n_farthest=n_farthest)
     labels, sq_dist = nearest_center(X, C)
     check_partials(whole, X, C, w, labels, sq_dist, n_farthest, "whole chunk")
@@ -243,15 +243,16 @@ def test_lloyd_partials_add_up_across_any_split(case):
     for name, got in [("flat combine", flat), ("two-level tree", tree)]:
         check_partials(got, X, C, w, piece_labels, piece_sq_dist, n_farthest, name)
         # Same leaves in the same order: a flat combine and any tree agree up to the order of additions.
-        np.testing.assert_allclose(got["sums"], flat["sums"], rtol=1e-12, atol=1e-300)
-        np.testing.assert_allclose(got["counts"], flat["counts"], rtol=1e-12, atol=1e-300)
-        np.testing.assert_allclose(got["inertia"], flat["inertia"], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got.sums, flat.sums, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got.counts, flat.counts, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got.inertia, flat.inertia, rtol=1e-12, atol=1e-300)
     if not differ.any():  # the usual case: the split partials are the whole chunk's
         for key in ("sums", "counts"):
-            np.testing.assert_allclose(tree[key], whole[key], rtol=1e-9, atol=1e-9 * np.abs(whole[key]).max())
+            np.testing.assert_allclose(getattr(tree, key), getattr(whole, key), rtol=1e-9,
+                                       atol=1e-9 * np.abs(getattr(whole, key)).max())
         # the rows' distances may differ in the last bits with the size of their block
         wv = np.ones(len(X)) if w is None else w
-        assert abs(tree["inertia"] - whole["inertia"]) <= wv @ distance_slack(X, C) + 1e-12 * whole["inertia"]
+        assert abs(tree.inertia - whole.inertia) <= wv @ distance_slack(X, C) + 1e-12 * whole.inertia
 
 
 # ----------------------------------------------------------------------------------------------------
