@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from _common import fmt, median
+from _common import Row, fmt, format_table, median
 
 CHILD = r"""
 import json, time
@@ -37,6 +37,17 @@ for _ in range(2):
     times.append(time.perf_counter() - t)
 print(json.dumps({"import": t_import, "first": times[0], "second": times[1]}))
 """
+
+FIGURES = {  # a column of the table: the figure of one run (medians shown)
+    "import (s)": lambda run: run["import"],
+    "first fit (s)": lambda run: run["first"],
+    "second fit (s)": lambda run: run["second"],
+    "JIT adds (s)": lambda run: run["first"] - run["second"],
+}
+COLUMNS = (
+    ("numba cache", lambda r: r.what),
+    *((title, lambda r, title=title: fmt(r.extra[title], ".2f")) for title in FIGURES),
+)
 
 
 def run_child(cache_dir: str) -> dict:
@@ -57,17 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             results["no cache"].append(run_child(cache_dir))
             results["cache"].append(run_child(cache_dir))
     print(f"KMeans(8).fit on 10k x 16 float32 in a fresh process, medians of {args.repeats}")
-    header = ("numba cache", "import (s)", "first fit (s)", "second fit (s)", "JIT adds (s)")
-    print(" | ".join(header))
-    for name, runs in results.items():
-        figures = [
-            median([r["import"] for r in runs]),
-            median([r["first"] for r in runs]),
-            median([r["second"] for r in runs]),
-            median([r["first"] - r["second"] for r in runs]),
-        ]
-        cells = [fmt(value, ".2f").rjust(len(title)) for value, title in zip(figures, header[1:])]
-        print(" | ".join([name.ljust(len(header[0])), *cells]))
+    rows = [
+        Row(None, name, extra={title: median([get(run) for run in runs]) for title, get in FIGURES.items()})
+        for name, runs in results.items()
+    ]
+    print(format_table(rows, COLUMNS, markdown=False, text=("numba cache",)))
     return 0
 
 

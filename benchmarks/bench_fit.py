@@ -48,9 +48,8 @@ peak (MiB)
     Peak RSS of this process during the fit to convergence, minus the RSS just before it, sampled every
     10 ms by a background thread with psutil. Where Linux lets the process reset its RSS high-water mark
     (``/proc/self/clear_refs``), the kernel's ``VmHWM`` is read after the fit too, which catches peaks
-    shorter than 10 ms. Where psutil is missing, the peak of tracemalloc's traced memory during the fit
-    instead (numpy's buffers are traced, BLAS's and OpenMP's are not). The header says which one was
-    used. Memory the process already holds from earlier fits (freed but kept by the allocator) can be
+    shorter than 10 ms; the header says whether it was. Freed memory is handed back to the OS
+    (``malloc_trim``) before each fit, but memory the process already holds from earlier fits can be
     reused without raising the RSS, so this is the extra memory a fit needed here, not its footprint.
     scikit-learn copies ``X`` by default (``copy_x=True``), which shows here.
 
@@ -65,52 +64,34 @@ its first measurement.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
-import logging
 import math
 import os
-import platform
 import sys
-import threading
-import time
-import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import dask
 import dask.array as da
 import numpy as np
-from _common import fmt, high_water_mark, import_dask_ml, median, quiet_warnings, reset_high_water_mark
+from _common import (
+    PeakRSS,
+    Row,
+    blob_parameters,
+    fill_blobs,
+    fmt,
+    format_table,
+    inertia_of,
+    machine_info,
+    peaks_text,
+    pick_initial_centers,
+    progress,
+    quiet_warnings,
+    release_freed_memory,
+)
+from _fit_measure import BENCHMARKS, Config, Data
 
-try:
-    import psutil
-except ImportError:  # fall back on tracemalloc for the peak memory
-    psutil = None
-
-LIBRARIES = ("dask_kmeans", "sklearn", "dask_ml", "gemm")
-GEMM_BLOCK_ROWS = 4096
+LIBRARIES = tuple(BENCHMARKS)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Configurations and data
-
-
-@dataclass(frozen=True)
-class Config:
-    """One benchmark data set: ``n`` rows, ``d`` features, ``k`` clusters (and true centres)."""
-
-    n: int
-    d: int
-    k: int
-    dtype: str
-    seed: int
-
-    @property
-    def label(self) -> str:
-        rows = f"{self.n // 1_000_000}M" if self.n % 1_000_000 == 0 else f"{self.n // 1000}k"
-        return f"{rows}x{self.d} k={self.k} {'f64' if self.dtype == 'float64' else 'f32'}"
 
 
 SIZES = {
@@ -135,40 +116,11 @@ def make_blobs(
     Returns the data and the true centres.
     """
     rng = np.random.default_rng(seed)
-    centers = rng.uniform(-10.0, 10.0, size=(k, d))
-    stds = rng.uniform(1.0, 2.0, size=k)
+    centers, stds = blob_parameters(rng, k, d)
     X = np.empty((n, d))
     for start in range(0, n, block_rows):  # in blocks, to keep the temporaries small
-        stop = min(n, start + block_rows)
-        labels = rng.integers(k, size=stop - start)
-        block = X[start:stop]
-        rng.standard_normal(out=block)
-        block *= stds[labels, None]
-        block += centers[labels]
+        fill_blobs(rng, X[start : start + block_rows], centers, stds)
     return X, centers
-
-
-def inertia_of(X: np.ndarray, centers: np.ndarray, block_rows: int = 65_536) -> float:
-    """Sum of squared distances of the rows to their nearest centre, in float64.
-
-    Computed here for every library from its ``cluster_centers_``, so that the column does not depend on
-    how (or whether correctly) a library reports its own inertia.
-    """
-    centers = np.asarray(centers, dtype=np.float64)
-    center_sq = np.einsum("ij,ij->i", centers, centers)
-    total = 0.0
-    for start in range(0, len(X), block_rows):
-        block = np.asarray(X[start : start + block_rows], dtype=np.float64)
-        sq = block @ (-2.0 * centers.T)
-        sq += center_sq
-        total += float(np.maximum(sq.min(axis=1) + np.einsum("ij,ij->i", block, block), 0.0).sum())
-    return total
-
-
-def pick_initial_centers(X: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` distinct rows of ``X``: the shared starting point of the per-iteration measurements."""
-    rng = np.random.default_rng(seed)
-    return X[np.sort(rng.choice(len(X), size=k, replace=False))].copy()
 
 
 def chunk_rows(n: int, d: int, itemsize: int, target_mib: float, cores: int) -> int:
@@ -177,404 +129,51 @@ def chunk_rows(n: int, d: int, itemsize: int, target_mib: float, cores: int) -> 
     return max(1, min(rows, n, math.ceil(n / (2 * cores))))
 
 
-@dataclass
-class Data:
-    """One configuration's data in the forms the libraries take, and the shared initial centres."""
-
-    config: Config
-    X: np.ndarray
-    X_dask: da.Array
-    C0: np.ndarray
-
-    def inertia_and_note(self, model) -> tuple[float, str]:
-        """Inertia of a fitted model's centres on this data, and a note if its own ``inertia_`` differs."""
-        inertia = inertia_of(self.X, model.cluster_centers_)
-        own = float(model.inertia_)
-        if not math.isclose(own, inertia, rel_tol=1e-4):
-            return inertia, f"own inertia_ {own:.6g} differs"
-        return inertia, ""
-
-
-# ----------------------------------------------------------------------------------------------------
-# Measuring
-
-
-@dataclass
-class Row:
-    """One line of the table. ``None`` is a quantity that does not apply or was not measured."""
-
-    config: Config
-    library: str
-    init_s: float | None = None
-    iter_s: float | None = None
-    total_s: float | None = None
-    n_iter: int | None = None
-    inertia: float | None = None
-    peak_mib: float | None = None
-    note: str = ""
-    ratios: dict[str, float] = field(default_factory=dict)
-
-
-def _release_freed_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS, so RSS deltas start from a clean slate."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    """Wall time of ``fn()`` and its result."""
-    _release_freed_memory()
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def timed_with_peak_memory(fn: Callable[[], object]) -> tuple[float, object, float]:
-    """Wall time of ``fn()``, its result, and the peak extra memory (MiB) while it ran."""
-    _release_freed_memory()
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        result = fn()
-        elapsed = time.perf_counter() - start
-    return elapsed, result, memory.peak_mib
-
-
-class PeakMemory:
-    """Context manager: peak extra memory of this process while it is active, in ``self.peak_mib``.
-
-    With psutil: the peak RSS minus the RSS on entry. A background thread samples the RSS every 10 ms;
-    where Linux lets the process reset its RSS high-water mark (VmHWM), that mark is read on exit as well,
-    so that allocations living less than 10 ms are not missed. Without psutil: tracemalloc's peak.
-    """
-
-    def __init__(self, interval_s: float = 0.01):
-        self.interval_s = interval_s
-        self.peak_mib = 0.0
-
-    @staticmethod
-    def method() -> str:
-        if psutil is None:
-            return "peak tracemalloc delta (psutil missing; BLAS/OpenMP buffers not traced)"
-        if reset_high_water_mark() and high_water_mark() is not None:
-            return "peak RSS delta (psutil, sampled every 10 ms, and the kernel's VmHWM high-water mark)"
-        return "peak RSS delta (psutil, sampled every 10 ms)"
-
-    def __enter__(self) -> PeakMemory:
-        if psutil is None:
-            tracemalloc.start()
-            return self
-        self._process = psutil.Process()
-        self._use_hwm = reset_high_water_mark()
-        self._baseline = self._peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self._process.memory_info().rss)
-            self._stop.wait(self.interval_s)
-
-    def __exit__(self, *exc) -> None:
-        if psutil is None:
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            self.peak_mib = peak / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
-        if self._use_hwm:
-            self._peak = max(self._peak, high_water_mark() or 0)
-        self.peak_mib = (self._peak - self._baseline) / 2**20
-
-
-def per_iteration_by_difference(t_many: float, t_one: float, n_iter_many: int) -> float | None:
-    """Time of one iteration from fits with ``n_iter_many`` and 1 iterations (None if n_iter_many < 2)."""
-    if n_iter_many < 2:
-        return None
-    return (t_many - t_one) / (n_iter_many - 1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# One function per library
-
-
-def stopped_early_note(n_iter: int, max_iter: int) -> str:
-    return "" if n_iter == max_iter else f"fixed-start fit stopped after {n_iter} iterations"
-
-
-def join_notes(*notes: str) -> str:
-    return "; ".join(note for note in notes if note)
-
-
-def bench_dask_kmeans(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
-    from dask_kmeans import KMeans
-
-    k = data.config.k
-    X = data.X_dask
-    KMeans(k, init=data.C0, max_iter=2).fit(X[: 4 * k])  # warm-up
-
-    iter_times, init_times, totals, peaks = [], [], [], []
-    for _ in range(repeats):
-        many = KMeans(k, init=data.C0, tol=0.0, max_iter=max_iter).fit(X)
-        elapsed = [h["elapsed"] for h in many.history_]
-        steps = np.diff(elapsed) if len(elapsed) > 1 else elapsed
-        iter_times.append(float(np.median(steps)))
-        if iterations_only:
-            continue
-
-        t_kmpp, _ = timed(lambda: KMeans(k, init="k-means||", max_iter=1, random_state=0).fit(X))
-        t_c0, _ = timed(lambda: KMeans(k, init=data.C0, max_iter=1).fit(X))
-        init_times.append(t_kmpp - t_c0)
-
-        total, model, peak = timed_with_peak_memory(lambda: KMeans(k, random_state=0).fit(X))
-        totals.append(total)
-        peaks.append(peak)
-
-    if iterations_only:
-        return Row(
-            data.config,
-            "dask_kmeans",
-            iter_s=median(iter_times),
-            note=stopped_early_note(many.n_iter_, max_iter),
-        )
-    inertia, inertia_note = data.inertia_and_note(model)
-    return Row(
-        data.config,
-        "dask_kmeans",
-        init_s=median(init_times),
-        iter_s=median(iter_times),
-        total_s=median(totals),
-        n_iter=model.n_iter_,
-        inertia=inertia,
-        peak_mib=median(peaks),
-        note=join_notes(stopped_early_note(many.n_iter_, max_iter), inertia_note),
-    )
-
-
-def bench_sklearn(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    k = data.config.k
-    X = data.X
-
-    def fixed_start(n_iter: int):
-        return KMeans(k, init=data.C0, n_init=1, tol=0.0, max_iter=n_iter, algorithm="lloyd").fit(X)
-
-    KMeans(k, init=data.C0, n_init=1, max_iter=2).fit(X[: 4 * k])  # warm-up
-
-    t_many, t_one, init_times, totals, peaks = [], [], [], [], []
-    for _ in range(repeats):
-        t, many = timed(lambda: fixed_start(max_iter))
-        t_many.append(t)
-        t_one.append(timed(lambda: fixed_start(1))[0])
-        if iterations_only:
-            continue
-        init_times.append(timed(lambda: kmeans_plusplus(X, k, random_state=0))[0])
-        total, model, peak = timed_with_peak_memory(
-            lambda: KMeans(k, init="k-means++", n_init=1, random_state=0, algorithm="lloyd").fit(X)
-        )
-        totals.append(total)
-        peaks.append(peak)
-
-    iter_s = per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_)
-    if iterations_only:
-        return Row(data.config, "sklearn", iter_s=iter_s, note=stopped_early_note(many.n_iter_, max_iter))
-    inertia, inertia_note = data.inertia_and_note(model)
-    return Row(
-        data.config,
-        "sklearn",
-        init_s=median(init_times),
-        iter_s=iter_s,
-        total_s=median(totals),
-        n_iter=model.n_iter_,
-        inertia=inertia,
-        peak_mib=median(peaks),
-        note=join_notes(stopped_early_note(many.n_iter_, max_iter), inertia_note),
-    )
-
-
-class CapturedLogs(logging.Handler):
-    """Context manager: the messages a logger emits at WARNING or above, in ``self.messages``."""
-
-    def __init__(self, name: str):
-        super().__init__(logging.WARNING)
-        self._logger = logging.getLogger(name)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def __enter__(self) -> CapturedLogs:
-        self._propagate = self._logger.propagate
-        self._logger.addHandler(self)
-        self._logger.propagate = False
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._logger.removeHandler(self)
-        self._logger.propagate = self._propagate
-
-
-def bench_dask_ml(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
-    KMeans, version_or_reason = import_dask_ml()
-    if KMeans is None:
-        return Row(data.config, "dask-ml", note=f"not importable ({version_or_reason})")
-
-    k = data.config.k
-    X = data.X_dask
-
-    def fixed_start(n_iter: int):
-        return KMeans(k, init=data.C0, tol=0.0, max_iter=n_iter).fit(X)
-
-    KMeans(k, init=data.C0, max_iter=2).fit(X[: 4 * k])  # warm-up (numba compiles its kernel)
-
-    t_many, t_one, init_times, totals, peaks = [], [], [], [], []
-    with CapturedLogs("dask_ml") as logs:
-        for _ in range(repeats):
-            t, many = timed(lambda: fixed_start(max_iter))
-            t_many.append(t)
-            t_one.append(timed(lambda: fixed_start(1))[0])
-            if iterations_only:
-                continue
-            # tol does not change the work of a one-iteration dask-ml fit: fixed_start(1) is the baseline.
-            t_kmpp, _ = timed(lambda: KMeans(k, init="k-means||", max_iter=1, random_state=0).fit(X))
-            init_times.append(t_kmpp - t_one[-1])
-            total, model, peak = timed_with_peak_memory(lambda: KMeans(k, random_state=0).fit(X))
-            totals.append(total)
-            peaks.append(peak)
-
-    iter_s = per_iteration_by_difference(median(t_many), median(t_one), many.n_iter_)
-    if iterations_only:
-        return Row(data.config, "dask-ml", iter_s=iter_s, note=stopped_early_note(many.n_iter_, max_iter))
-    inertia, inertia_note = data.inertia_and_note(model)
-    log_note = f"logged: {logs.messages[-1]}" if logs.messages else ""
-    return Row(
-        data.config,
-        "dask-ml",
-        init_s=median(init_times),
-        iter_s=iter_s,
-        total_s=median(totals),
-        n_iter=model.n_iter_,
-        inertia=inertia,
-        peak_mib=median(peaks),
-        note=join_notes(stopped_early_note(many.n_iter_, max_iter), inertia_note, log_note),
-    )
-
-
-def bench_gemm(data: Data, repeats: int, max_iter: int, iterations_only: bool = False) -> Row:
-    """The floor of one pass: the distance GEMM alone, nothing reduced."""
-    X, C_T = data.X, np.ascontiguousarray(data.C0.T)
-
-    def one_pass() -> None:
-        for start in range(0, len(X), GEMM_BLOCK_ROWS):
-            X[start : start + GEMM_BLOCK_ROWS] @ C_T
-
-    one_pass()  # warm-up
-    times = [timed(one_pass)[0] for _ in range(repeats)]
-    return Row(data.config, "numpy GEMM pass", iter_s=median(times))
-
-
-BENCHMARKS: dict[str, Callable[[Data, int, int, bool], Row]] = {
-    "dask_kmeans": bench_dask_kmeans,
-    "sklearn": bench_sklearn,
-    "dask_ml": bench_dask_ml,
-    "gemm": bench_gemm,
-}
 
 
 # ----------------------------------------------------------------------------------------------------
 # Reporting
 
 
-def machine_info(libraries: list[str]) -> list[str]:
+def header(libraries: list[str]) -> list[str]:
     from threadpoolctl import threadpool_info
 
     import dask_kmeans  # noqa: F401, I001 - loaded so that threadpool_info sees every BLAS in use
 
-    versions = [f"python {platform.python_version()}", f"numpy {np.__version__}", f"dask {dask.__version__}"]
-    if "sklearn" in libraries:
-        import sklearn
-
-        versions.append(f"scikit-learn {sklearn.__version__}")
-    if "dask_ml" in libraries:
-        cls, version_or_reason = import_dask_ml()
-        versions.append(f"dask-ml {version_or_reason}" if cls is not None else "dask-ml not importable")
-
-    cores = os.cpu_count()
-    physical = psutil.cpu_count(logical=False) if psutil is not None else None
-    lines = [
-        f"machine: {platform.machine()} {platform.system()}, {cores} logical cores"
-        + (f" ({physical} physical)" if physical else "")
-        + (f", {psutil.virtual_memory().total / 2**30:.0f} GiB RAM" if psutil is not None else ""),
-        "versions: " + ", ".join(versions),
-    ]
+    packages = ["sklearn"] if "sklearn" in libraries else []
+    lines = machine_info(packages, dask_ml="dask_ml" in libraries)
     for pool in threadpool_info():
         lines.append(
             f"threadpool: {pool.get('user_api')} {pool.get('internal_api')} {pool.get('version') or ''}"
             f" ({pool.get('architecture', '-')}, {pool.get('num_threads')} threads)"
             f" {os.path.basename(pool.get('filepath', ''))}"
         )
-    lines.append(f"memory: {PeakMemory.method()}")
+    lines.append(f"memory: peak RSS minus the RSS at the start, {PeakRSS.method(interval_s=0.01)}")
     return lines
 
 
 def add_ratios(rows: list[Row]) -> None:
     """Each row's iteration time over scikit-learn's and dask-ml's on the same configuration."""
     for reference in ("sklearn", "dask-ml"):
-        by_config = {r.config: r.iter_s for r in rows if r.library == reference and r.iter_s}
+        by_config = {r.dataset: r.time_s for r in rows if r.what == reference and r.time_s}
         for row in rows:
-            if row.iter_s is not None and row.config in by_config:
-                row.ratios[reference] = row.iter_s / by_config[row.config]
+            if row.time_s is not None and row.dataset in by_config:
+                row.ratios[reference] = row.time_s / by_config[row.dataset]
 
 
 COLUMNS = (
-    ("config", lambda r: r.config.label),
-    ("library", lambda r: r.library),
-    ("init (s)", lambda r: fmt(r.init_s, ".3f")),
-    ("iter (ms)", lambda r: fmt(None if r.iter_s is None else r.iter_s * 1e3, ".1f")),
+    ("config", lambda r: r.dataset.label),
+    ("library", lambda r: r.what),
+    ("init (s)", lambda r: fmt(r.extra.get("init_s"), ".3f")),
+    ("iter (ms)", lambda r: fmt(None if r.time_s is None else r.time_s * 1e3, ".1f")),
     ("x sklearn", lambda r: fmt(r.ratios.get("sklearn"), ".2f")),
     ("x dask-ml", lambda r: fmt(r.ratios.get("dask-ml"), ".2f")),
-    ("total (s)", lambda r: fmt(r.total_s, ".2f")),
-    ("n_iter", lambda r: fmt(r.n_iter, "d")),
+    ("total (s)", lambda r: fmt(r.extra.get("total_s"), ".2f")),
+    ("n_iter", lambda r: fmt(r.extra.get("n_iter"), "d")),
     ("inertia", lambda r: fmt(r.inertia, ".6g")),
-    ("peak (MiB)", lambda r: fmt(r.peak_mib, ".0f")),
+    ("peak (MiB)", lambda r: peaks_text(r.peaks_mib)),
     ("note", lambda r: r.note),
 )
-
-
-def format_table(rows: list[Row], markdown: bool) -> str:
-    header = [name for name, _ in COLUMNS]
-    cells = [[get(row) for _, get in COLUMNS] for row in rows]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |"]
-        lines.append(
-            "|"
-            + "|".join("---" if i < 2 or i == len(header) - 1 else "---:" for i in range(len(header)))
-            + "|"
-        )
-        lines += ["| " + " | ".join(line) + " |" for line in cells]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *cells, strict=True)]
-    numeric = [1 < i < len(header) - 1 for i in range(len(header))]
-
-    def render(line: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if num else c.ljust(w) for c, w, num in zip(line, widths, numeric, strict=True)
-        )
-
-    separator = "  ".join("-" * w for w in widths)
-    out = [render(header).rstrip(), separator]
-    previous = None
-    for row, line in zip(rows, cells, strict=True):
-        if previous is not None and row.config != previous:
-            out.append("")
-        out.append(render(line).rstrip())
-        previous = row.config
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -622,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     libraries = [name for name in LIBRARIES if name in args.only]
     cores = os.cpu_count() or 1
-    for line in machine_info(libraries):
+    for line in header(libraries):
         print(line)
     print(f"sizes={args.sizes} repeats={args.repeats} max_iter={args.max_iter} (medians of repeats)")
     print(flush=True)
@@ -633,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     for config in make_configs(args.sizes):
         if config.seed not in blobs:
             blobs.clear()  # one size's data in memory at a time
-            _release_freed_memory()
+            release_freed_memory()
             blobs[config.seed] = make_blobs(config.n, config.d, config.k, config.seed)
         X64, true_centers = blobs[config.seed]
         X = X64.astype(config.dtype, copy=False)
@@ -647,13 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             f"inertia at the true centres {inertia_of(X, true_centers):.6g}"
         )
         for library in libraries:
-            print(f"  {config.label}: {library} ...", file=sys.stderr, flush=True)
+            progress(f"{config.label}: {library} ...")
             with quiet_warnings():
                 rows.append(BENCHMARKS[library](data, args.repeats, args.max_iter, args.iterations_only))
         del data, X_dask, X
 
     add_ratios(rows)
-    print(format_table(rows, args.markdown))
+    print(format_table(rows, COLUMNS, args.markdown, text=("config", "library", "note")))
     print()
     for note in notes:
         print(note)
