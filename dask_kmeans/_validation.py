@@ -210,11 +210,17 @@ def _check_2d(shape: tuple, what: str) -> None:
         raise ValueError(f"Expected a 2-D {what} of shape (n_samples, n_features), got {len(shape)}-D.{hint}")
 
 
-def in_memory_row_chunks(n_samples: int, n_features: int, itemsize: int, n_cores: int) -> int:
-    """Rows per chunk for an in-memory array: about 32 MiB, and at least two chunks per core."""
+def row_chunk_size(n_samples: int, n_features: int, itemsize: int, store_rows: int = 1) -> int:
+    """Rows per dask chunk, decided here for every source: about 32 MiB, at least two chunks per core.
+
+    ``store_rows``: the rows of one chunk (or shard) of the store the rows come from; a dask chunk then
+    holds whole store chunks, so that no store chunk is read by two tasks. Sources read by partitions
+    (Parquet files, CSV blocks, dask DataFrames) keep one dask chunk per partition instead.
+    """
     rows = max(_MIN_CHUNK_ROWS, _TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
-    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n_samples // (2 * n_cores))))
-    return int(max(1, min(rows, n_samples)))
+    rows = min(rows, max(_MIN_CHUNK_ROWS, -(-n_samples // (2 * CPU_COUNT))))
+    rows = int(max(1, min(rows, n_samples)))
+    return max(store_rows, rows // store_rows * store_rows)
 
 
 def check_array(X, what: str = "X") -> np.ndarray | da.Array:
@@ -293,7 +299,7 @@ def to_dask_array(X: np.ndarray | da.Array) -> da.Array:
     """An in-memory array as a dask array with chunks of about 32 MiB; a dask array unchanged."""
     if isinstance(X, da.Array):
         return X
-    rows = in_memory_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize, CPU_COUNT)
+    rows = row_chunk_size(X.shape[0], X.shape[1], X.dtype.itemsize)
     return da.from_array(X, chunks=(rows, X.shape[1]))
 
 

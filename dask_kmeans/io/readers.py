@@ -29,12 +29,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import zarr
-from dask.system import CPU_COUNT
 from dask.utils import natural_sort_key
 from fsspec.implementations.local import LocalFileSystem
 
 from .._atomic import is_url
-from .._validation import in_memory_row_chunks
+from .._validation import row_chunk_size
 from .._zarr_reads import ChunkNamingReader
 
 logger = logging.getLogger("dask_kmeans")
@@ -188,8 +187,7 @@ def read_zarr(
     n_samples, n_features = arr.shape
     # Read whole store chunks (or shards) per task; only group them into larger dask chunks.
     store_rows = (arr.shards or arr.chunks)[0]
-    rows = in_memory_row_chunks(n_samples, n_features, float_dtype.itemsize, CPU_COUNT)
-    rows = max(store_rows, rows // store_rows * store_rows)
+    rows = row_chunk_size(n_samples, n_features, float_dtype.itemsize, store_rows)
     reader = ChunkNamingReader(arr, shown)
     name = "read-zarr-" + dask.base.tokenize(store, arr.path, arr.shape, arr.chunks, str(arr.metadata))
     X = da.from_array(reader, chunks=(rows, max(1, n_features)), name=name, asarray=True)
@@ -448,7 +446,7 @@ def read_frame(frame, *, columns: Sequence[str] | None = None, id_column: str | 
             parts, features, dtype, id_column, id_dtype, _count_rows(parts), where, kind
         )
     values = frame[features].to_numpy(dtype=dtype, na_value=np.nan)
-    rows = in_memory_row_chunks(values.shape[0], values.shape[1], dtype.itemsize, CPU_COUNT)
+    rows = row_chunk_size(values.shape[0], values.shape[1], dtype.itemsize)
     X = da.from_array(values, chunks=(max(1, rows), values.shape[1]))
     ids = None if id_column is None else da.from_array(frame[id_column].to_numpy(), chunks=(X.chunks[0],))
     return Table(X, _names(features), ids, id_column, kind)
