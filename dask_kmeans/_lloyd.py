@@ -2,7 +2,8 @@
 
 One driver, :func:`advance`, runs every Lloyd loop of the package: a fit's ``n_init`` runs and every k of
 ``choose_k`` alike, any number of centre sets (of any k) sharing each pass. Each iteration maps
-:func:`lloyd_partials` over the row chunks (once per active set, on one read of the chunk),
+:func:`lloyd_partials_sets` over the row chunks (every active set from one read of the chunk and one
+GEMM per block of rows),
 tree-reduces the partial sums, counts, inertia and farthest points, and turns them into new centres on
 the client. The first pass also brings the per-feature moments that set the tolerance, and every pass's
 distances double as the NaN/inf check. :func:`final_pass` then measures every set's inertia for its
@@ -22,7 +23,7 @@ from functools import partial
 
 import numpy as np
 
-from ._kernels import LloydPartials, assign, combine_non_finite, lloyd_partials, update_centers
+from ._kernels import LloydPartials, assign_sets, combine_non_finite, lloyd_partials_sets, update_centers
 from ._passes import ChunkedRows, combine_each, map_reduce
 from ._scheduler import compute
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
@@ -53,14 +54,9 @@ class CenterSet:
 
 
 def _lloyd_chunk(X, w, centers_list, with_moments, *, chunk):
-    # One read of the chunk serves every active set; the data's moments ride on the first set's partials.
-    return [
-        lloyd_partials(
-            X, w, centers, row_offset=chunk.row_offset, n_farthest=len(centers) - 1,
-            with_moments=with_moments and i == 0,
-        )
-        for i, centers in enumerate(centers_list)
-    ]
+    # One read of the chunk and one GEMM per block serve every active set.
+    return lloyd_partials_sets(X, w, centers_list, row_offset=chunk.row_offset,
+                               n_farthest=[len(c) - 1 for c in centers_list], with_moments=with_moments)
 
 
 def advance(
@@ -177,7 +173,7 @@ def _label_dtype(n_clusters: int) -> np.dtype:
 
 
 def _final_chunk(X, w, centers_list, keep_labels, *, chunk):
-    results = [assign(X, centers, w, row_offset=chunk.row_offset) for centers in centers_list]
+    results = assign_sets(X, centers_list, w, row_offset=chunk.row_offset)
     partials = FinalPartials(
         inertias=np.array([r["inertia"] for r in results]),
         sizes=[np.bincount(r["labels"][r["labels"] >= 0], minlength=len(c))

@@ -68,12 +68,14 @@ def test_n_init_in_shared_passes_equals_separate_fits(blobs, init, n_clusters):
     shared.fit(da.from_array(blobs, chunks=(CHUNK, D)))
     best = int(np.argmin([f.inertia_ for f in fits]))  # ties: the lowest run index
     assert len({f.inertia_ for f in fits}) > 1, "the runs should differ for the choice to mean something"
-    np.testing.assert_allclose(shared.cluster_centers_, fits[best].cluster_centers_, rtol=1e-9)
+    # Bitwise (the issue asks rtol 1e-9): every set's labels come from its own exact distances, and its
+    # sums add up the same rows in the same order, however many sets share the GEMM.
+    np.testing.assert_array_equal(shared.cluster_centers_, fits[best].cluster_centers_)
     assert shared.n_iter_ == fits[best].n_iter_
-    assert shared.inertia_ == pytest.approx(fits[best].inertia_, rel=1e-12)
+    assert shared.inertia_ == fits[best].inertia_
     np.testing.assert_array_equal(shared.labels_, fits[best].labels_)
     got, expected = ([h["inertia"] for h in f.history_] for f in (shared, fits[best]))
-    assert got == pytest.approx(expected, rel=1e-12)
+    assert got == expected
 
 
 def test_compute_labels_false_keeps_no_labels_and_the_same_centres(blobs):

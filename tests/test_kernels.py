@@ -7,6 +7,8 @@ import pytest
 
 from dask_kmeans._kernels import (
     LloydPartials,
+    assign,
+    assign_sets,
     block_rows,
     combine_moments,
     feature_moments,
@@ -90,3 +92,24 @@ def test_update_keeps_the_old_centre_of_a_cluster_left_empty():
     centers, n_relocated = update_centers(partials, C)
     np.testing.assert_array_equal(centers, [[1.0], [5.0], [9.0]])
     assert n_relocated == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 5e3])
+def test_centre_sets_in_one_gemm_give_each_set_its_own_answer(dtype, offset):
+    # Stacking sets changes the GEMM (its shape, precision and shift follow all the centres), never the
+    # answer: labels come from exact distances, so every set's result is bitwise that of its own call.
+    rng = np.random.default_rng(8)
+    X = (offset + rng.standard_normal((3000, 7))).astype(dtype)
+    X[5] = np.nan
+    w = rng.uniform(0, 2, len(X))
+    sets = [X[rng.choice(len(X), k, replace=False)].astype(np.float64) for k in (1, 3, 16, 40)]
+    sets[0][0] = X[7]  # and sets[2] holds two copies of one centre: exact ties go to the lowest index
+    sets[2][5] = sets[2][9]
+    together = assign_sets(X, sets, w, with_sums=True, row_offset=100)
+    for centers, got in zip(sets, together):
+        alone = assign(X, centers, w, with_sums=True, row_offset=100)
+        assert got["non_finite"] == alone["non_finite"] == {"count": 1, "first_row": 105}
+        for key in ("labels", "sq_dist", "sums", "counts"):
+            np.testing.assert_array_equal(got[key], alone[key], err_msg=key)
+        assert got["inertia"] == alone["inertia"]
