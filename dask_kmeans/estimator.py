@@ -83,8 +83,10 @@ default="k-means||"
         - "random": ``n_clusters`` distinct rows drawn at random (by weight, if given).
         - an array: the initial centres themselves.
     n_init : "auto" or int, default="auto"
-        How many initialisations to run; the fit with the lowest inertia is kept. "auto" means 1 for
-        "k-means||", "k-means++" and an array, and 10 for "random".
+        How many initialisations to run; the run with the lowest final inertia is kept (of equal ones,
+        the first). "auto" means 1 for "k-means||", "k-means++" and an array, and 10 for "random". The
+        runs share every pass over the data (their initialisations too), so ``n_init`` runs read the data
+        as often as one; each pass computes every run's distances (in one GEMM per block of rows).
     max_iter : int, default=300
         Maximum number of Lloyd iterations of one run.
     tol : float, default=1e-4
@@ -154,8 +156,9 @@ default="k-means||"
 
     Notes
     -----
-    A fit reads the data ``init passes + n_iter_ + 1`` times: the last pass computes ``labels_`` and
-    ``inertia_`` for the final centres. The first Lloyd pass also measures the feature variances for
+    A fit reads the data ``init passes + n_iter + 1`` times, ``n_iter`` being the most iterations of any
+    run: the last pass computes every run's inertia for its final centres and ``labels_`` of the best
+    (the other runs' labels wait on the workers, one or two bytes a row, until the best is known). The first Lloyd pass also measures the feature variances for
     ``tol``, and every pass checks for NaN and infinity through its inertia. Sums and inertia accumulate
     in float64 whatever the data's dtype. An empty cluster is moved to the row farthest from its centre,
     found in the same pass.
