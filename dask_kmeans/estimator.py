@@ -158,8 +158,9 @@ default="k-means||"
     -----
     A fit reads the data ``init passes + n_iter + 1`` times, ``n_iter`` being the most iterations of any
     run: the last pass computes every run's inertia for its final centres and ``labels_`` of the best
-    (the other runs' labels wait on the workers, one or two bytes a row, until the best is known). The first Lloyd pass also measures the feature variances for
-    ``tol``, and every pass checks for NaN and infinity through its inertia. Sums and inertia accumulate
+    (the other runs' labels wait on the workers, one or two bytes a row, until the best is known). The
+    first Lloyd pass also measures the feature variances for ``tol``, and every pass checks for NaN and
+    infinity through its inertia. Sums and inertia accumulate
     in float64 whatever the data's dtype. An empty cluster is moved to the row farthest from its centre,
     found in the same pass.
 

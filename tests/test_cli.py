@@ -21,7 +21,7 @@ import zarr
 
 from dask_kmeans.io import load_model
 
-from .conftest import make_blobs
+from .conftest import LeakError, kill_processes, make_blobs, wait_for_processes_to_exit
 
 FEATURES = ["electronics", "clothing", "home", "grocery"]
 
@@ -107,6 +107,7 @@ def scheduler_address(tmp_path_factory):
     common = {"cwd": workdir, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     scheduler = [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
     processes = [subprocess.Popen(scheduler, **common)]
+    tree = []
     try:
         for _ in range(2):
             processes.append(subprocess.Popen(
@@ -117,6 +118,7 @@ def scheduler_address(tmp_path_factory):
 
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
+        tree = _process_tree(processes)  # with the worker processes each ``dask worker``'s nanny started
         yield address
     finally:
         for process in reversed(processes):
@@ -126,6 +128,24 @@ def scheduler_address(tmp_path_factory):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        # A worker left behind by its nanny is no longer our descendant: watch the pids seen running.
+        left = wait_for_processes_to_exit(tree, timeout=15)
+        if left:
+            kill_processes(left)
+            raise LeakError(f"still running after the cluster was stopped (killed now): {left}")
+
+
+def _process_tree(popens: list[subprocess.Popen]) -> list:
+    import psutil
+
+    tree = []
+    for popen in popens:
+        try:
+            root = psutil.Process(popen.pid)
+            tree += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    return tree
 
 
 def test_fit_on_a_real_scheduler_matches_the_embedded_default(lake, fitted, scheduler_address, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import threading
@@ -18,7 +17,6 @@ import pandas as pd
 import pytest
 import zarr
 from dask.callbacks import Callback
-from distributed import Client, LocalCluster
 
 from dask_kmeans import KMeans
 from dask_kmeans.io import OutputExistsError, Table, atomic_output, read, write_labels
@@ -369,17 +367,13 @@ def _failed_write() -> None:
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "distributed"])
-def test_a_failed_write_raises_only_when_no_write_is_running(scheduler):
+def test_a_failed_write_raises_only_when_no_write_is_running(scheduler, request):
     # Otherwise a write still running would recreate files after the temporary output was removed.
+    if scheduler == "distributed":
+        request.getfixturevalue("thread_client")  # 1 in-process worker, 2 threads; the default client
     _WRITE_STARTED.clear()
     writes = [dask.delayed(_slow_write)(scheduler), dask.delayed(_failed_write)()]
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(dask.config.set(num_workers=2))
-        if scheduler == "distributed":
-            cluster = stack.enter_context(
-                LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
-            )
-            stack.enter_context(Client(cluster))
+    with dask.config.set(num_workers=2):
         with pytest.raises(RuntimeError, match="disk on fire"):
             _compute_every_write(writes)
         assert scheduler in _WRITES_FINISHED  # checked before closing the cluster, which waits too

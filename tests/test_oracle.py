@@ -88,18 +88,14 @@ def test_float32_far_from_zero_keeps_its_labels():
     np.testing.assert_array_equal(ours.predict(X32), ref.labels_)
 
 
-def test_matches_sklearn_on_a_process_cluster():
+def test_matches_sklearn_on_a_process_cluster(process_client):
     # The compiled kernel in fresh worker processes (loaded from numba's cache or compiled there) gives
     # the oracle's answer too, for float64 and float32.
-    from distributed import Client, LocalCluster
-
     X, _ = make_blobs(4000, 6, 7, std=2.5, seed=1)
     C0 = pick_rows(X, 7, seed=2)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster):
-        ours = KMeans(7, init=C0, max_iter=300, tol=0).fit(_as_input(X, CHUNKINGS["uneven"]))
-        X32 = da.from_array(X.astype(np.float32), chunks=(900, 6))
-        ours32 = KMeans(7, init=C0, max_iter=5, tol=0).fit(X32)
+    ours = KMeans(7, init=C0, max_iter=300, tol=0).fit(_as_input(X, CHUNKINGS["uneven"]))
+    X32 = da.from_array(X.astype(np.float32), chunks=(900, 6))
+    ours32 = KMeans(7, init=C0, max_iter=5, tol=0).fit(X32)
     ref = _oracle(X, C0, 300)
     assert ours.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-7)

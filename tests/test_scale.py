@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import zarr
 from dask.callbacks import Callback
-from distributed import Client, LocalCluster
 
 from dask_kmeans import KMeans
 from dask_kmeans.io import read
 
-from .conftest import make_blobs, pick_rows
+from .conftest import local_cluster, make_blobs, pick_rows
 
 
 def _write_blobs_zarr(path, n_rows: int, n_features: int, chunk_rows: int, seed: int) -> None:
@@ -60,8 +59,7 @@ def test_data_larger_than_the_workers_memory_streams_through(tmp_path):
     table = read(str(path))
     assert table.X.nbytes >= 1.4 * 2 * 384 * 2**20
     C0 = np.asarray(table.X[:: n_rows // 8][:8].compute(), dtype=np.float64)
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="384MiB", processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="384MiB") as client:
         pids = _worker_pids(client)
         _reset_peak_memory(client)
         # persist="auto" must stream; compute_labels=False: nothing per row on the client.
@@ -95,23 +93,21 @@ class _KillAWorkerAt(logging.Handler):
 
 
 @pytest.mark.parametrize("persist", [False, True])
-def test_a_killed_worker_does_not_change_the_result(tmp_path, persist):
+def test_a_killed_worker_does_not_change_the_result(tmp_path, persist, process_client):
     path = tmp_path / "data.zarr"
     _write_blobs_zarr(path, 200_000, 8, 20_000, seed=2)
     table = read(str(path))
     logger = logging.getLogger("dask_kmeans")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        undisturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
-        killer = _KillAWorkerAt(client, iteration=3)
-        logger.addHandler(killer)
-        previous = logger.level
-        logger.setLevel(logging.INFO)
-        try:
-            disturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
-        finally:
-            logger.removeHandler(killer)
-            logger.setLevel(previous)
+    undisturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
+    killer = _KillAWorkerAt(process_client, iteration=3)
+    logger.addHandler(killer)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        disturbed = KMeans(8, random_state=4, tol=0, max_iter=8).fit(table.X, persist=persist)
+    finally:
+        logger.removeHandler(killer)
+        logger.setLevel(previous)
     assert killer.killed is not None
     assert np.array_equal(disturbed.cluster_centers_, undisturbed.cluster_centers_)
     np.testing.assert_array_equal(disturbed.labels_, undisturbed.labels_)
@@ -145,8 +141,7 @@ def test_same_result_on_one_or_two_workers_threads_or_processes(tmp_path):
     table = read(str(path))
     results = []
     for n_workers, processes in [(1, True), (2, True), (2, False)]:
-        with LocalCluster(n_workers=n_workers, threads_per_worker=2 // n_workers, processes=processes,
-                          dashboard_address=":0") as cluster, Client(cluster):
+        with local_cluster(n_workers=n_workers, threads_per_worker=2 // n_workers, processes=processes):
             results.append(KMeans(8, random_state=9, tol=1e-6).fit(table.X, persist=False))
     for other in results[1:]:
         assert np.array_equal(other.cluster_centers_, results[0].cluster_centers_)
