@@ -23,6 +23,7 @@ import numpy as np
 from ._atomic import atomic_output
 from ._lloyd import CenterSet
 from ._passes import ChunkedRows
+from ._scheduler import compute
 
 FORMAT_NAME = "dask-kmeans-checkpoint"
 FORMAT_VERSION = 2  # 1: runs one after another (finished runs, the current one)
@@ -40,7 +41,8 @@ def data_fingerprint(data: ChunkedRows) -> str:
     digest.update(repr((data.X.shape, str(data.dtype), data.X.chunks[0])).encode())
     digest.update(np.ascontiguousarray(data.rows(rows)).tobytes())
     if data.weights is not None:
-        digest.update(np.ascontiguousarray(data.weights[rows].compute()).tobytes())
+        weights = compute(data.weights[rows], optimize_graph=False)[0]  # as ChunkedRows.rows reads rows
+        digest.update(np.ascontiguousarray(weights).tobytes())
     return digest.hexdigest()
 
 

@@ -75,7 +75,9 @@ def draw_row_indices(data: ChunkedRows, m: int, seeds: list[int], stream: int) -
         return [np.random.default_rng([seed, stream]).choice(data.n_samples, size=m, replace=False)
                 for seed in seeds]
     keys = [data.weights.map_blocks(_exponential_keys, seed, stream, dtype=np.float64) for seed in seeds]
-    return [np.asarray(indices) for indices in compute(*[da.argtopk(k, m) for k in keys])]
+    # Not optimised, so that the weights' chunks keep the tasks the passes give them (see ChunkedRows.rows).
+    drawn = compute(*[da.argtopk(k, m) for k in keys], optimize_graph=False)
+    return [np.asarray(indices) for indices in drawn]
 
 
 def draw_finite_rows(data: ChunkedRows, m: int, seeds: list[int], stream: int) -> list[np.ndarray]:

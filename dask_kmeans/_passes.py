@@ -24,7 +24,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import funcname
 
-from ._scheduler import compute, compute_each
+from ._scheduler import compute
 
 SPLIT_EVERY = 8
 
@@ -73,7 +73,10 @@ class ChunkedRows:
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         picked = np.empty((len(indices), self.n_features), dtype=self.dtype)
-        picked[order] = self.X[indices[order]].compute()
+        # Not optimised: array optimisation would fuse the reads into the indexing and give the chunks'
+        # keys other tasks than the passes give them, which distributed warns about ("different
+        # run_spec") when a pass follows before the scheduler has forgotten them.
+        picked[order] = compute(self.X[indices[order]], optimize_graph=False)[0]
         return picked
 
 
@@ -165,10 +168,3 @@ def combine_each(parts: list[list], combines: Sequence[Callable[[list], object]]
     per run; this keeps the runs apart through the tree.
     """
     return [combine([p[i] for p in parts]) for i, combine in enumerate(combines)]
-
-
-def map_chunks(data: ChunkedRows, chunk_fn: Callable, *, args: tuple = ()) -> list:
-    """One pass that brings every chunk's result back to the client, in chunk order (each as it is ready)."""
-    name = f"{funcname(chunk_fn)}-{uuid.uuid4().hex}"
-    graph = _graph(name, _chunk_layer(data, chunk_fn, args, None, name), data, None)
-    return compute_each([Delayed((name, i), graph, layer=name) for i in range(len(data.block_keys))])

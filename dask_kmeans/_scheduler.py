@@ -95,43 +95,20 @@ def wait_for(futures: list) -> None:
         print()
 
 
-def compute(*collections) -> tuple:
+def compute(*collections, optimize_graph: bool = True) -> tuple:
     """``dask.compute`` on the current scheduler, with a progress bar for long passes when asked."""
     wanted, after_s = _progress_wanted()
     if not wanted:
-        return dask.compute(*collections)
+        return dask.compute(*collections, optimize_graph=optimize_graph)
     client = current_client()
     if client is None:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar(minimum=after_s, out=sys.stderr):
-            return dask.compute(*collections)
-    futures = client.compute(list(collections))
+            return dask.compute(*collections, optimize_graph=optimize_graph)
+    futures = client.compute(list(collections), optimize_graph=optimize_graph)
     wait_for(futures)
     return tuple(client.gather(futures))
-
-
-def compute_each(tasks: list) -> list:
-    """The results of independent tasks, in order.
-
-    On a distributed cluster each result is fetched as soon as it is ready and then released, so the
-    workers never hold all of them at once: the final labels pass brings 4 bytes per row to the client,
-    and gathering at the end would keep every chunk's labels on the workers until the last one is done.
-    """
-    client = current_client()
-    if client is None:
-        return list(compute(*tasks))
-    from distributed import as_completed
-
-    futures = client.compute(tasks)
-    position = {future.key: i for i, future in enumerate(futures)}
-    results = [None] * len(futures)
-    completed = as_completed(futures, with_results=True)
-    del futures  # only as_completed holds them now: each is dropped once its result is here
-    for future, result in completed:
-        results[position[future.key]] = result
-        future.release()
-    return results
 
 
 def should_persist(X, persist) -> bool:

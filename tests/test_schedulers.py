@@ -108,3 +108,28 @@ def test_a_client_outliving_the_cluster_is_reported():
         finally:
             if stray is not None:
                 stray.close()
+
+
+def test_passes_give_a_chunk_key_the_same_task_every_time(tmp_path, process_client):
+    # Reading drawn rows used to go through array optimisation, which fused the chunk reads and sent
+    # the chunks' keys with other tasks than the passes' own: the scheduler then warned "Detected
+    # different `run_spec`" (it can deadlock, says distributed) when a pass followed quickly.
+    import logging
+
+    import zarr
+
+    from dask_kmeans.io import read
+
+    X, _ = make_blobs(40000, 8, 8, seed=3, dtype=np.float32)
+    zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(10000, 8), dtype="float32")[:] = X
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("distributed").addHandler(handler)
+    try:
+        for init, n_init in [("k-means||", 1), ("k-means||", 3), ("random", 4), ("k-means++", 2)]:
+            KMeans(8, init=init, n_init=n_init, max_iter=5, tol=0, random_state=0, compute_labels=False).fit(
+                read(tmp_path / "x.zarr").X, persist=False)
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)
+    assert not [m for m in messages if "run_spec" in m]
