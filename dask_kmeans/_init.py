@@ -26,15 +26,14 @@ import numpy as np
 from ._kernels import (
     combine_non_finite,
     flagged_rows,
-    lloyd_partials,
     nearest_center,
     non_finite_rows,
     pairwise_sq_distances,
-    update_centers,
     usable_rows,
 )
 from ._passes import ChunkedRows, combine_each, map_reduce
 from ._scheduler import compute
+from ._seeding import kmeans_plusplus, search_centers
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
 # Stream numbers keep the draws made for different purposes independent of each other.
@@ -45,8 +44,6 @@ _STREAM_PARALLEL = 4
 _STREAM_TOP_UP = 5
 _STREAM_REDUCE = 6
 
-# Lloyd steps on the weighted k-means|| candidates, on the client.
-_CANDIDATE_LLOYD_STEPS = 30
 _FLOAT32_MIN_CANDIDATES = 48
 
 
@@ -110,38 +107,6 @@ def draw_finite_rows(data: ChunkedRows, m: int, seeds: list[int], stream: int) -
 def random_init(data: ChunkedRows, n_clusters: int, seeds: list[int]) -> list[np.ndarray]:
     """For each seed, ``n_clusters`` distinct rows drawn uniformly (or by weight)."""
     return draw_finite_rows(data, n_clusters, seeds, _STREAM_RANDOM)
-
-
-# ----------------------------------------------------------------------------------------------------
-# k-means++ in memory (greedy, with local trials)
-
-
-def kmeans_plusplus(
-    X: np.ndarray, n_clusters: int, weights: np.ndarray | None, rng: np.random.Generator
-) -> np.ndarray:
-    """Greedy k-means++ (Arthur & Vassilvitskii 2007) on an in-memory array.
-
-    Each new centre is the best, by potential, of ``2 + log(k)`` candidates drawn with probability
-    proportional to ``weight * D(x)^2``, as scikit-learn does.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    n = X.shape[0]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    n_local_trials = 2 + int(np.log(n_clusters))
-    centers = np.empty((n_clusters, X.shape[1]))
-    centers[0] = X[rng.choice(n, p=w / w.sum())]
-    closest = pairwise_sq_distances(X, centers[:1])[:, 0]
-    potential = closest @ w
-    for c in range(1, n_clusters):
-        targets = rng.random(n_local_trials) * potential
-        candidate_ids = np.searchsorted(np.cumsum(w * closest), targets)
-        np.clip(candidate_ids, None, n - 1, out=candidate_ids)
-        trial = np.minimum(closest, pairwise_sq_distances(X, X[candidate_ids]).T)
-        trial_potentials = trial @ w
-        best = int(np.argmin(trial_potentials))
-        potential, closest = trial_potentials[best], trial[best]
-        centers[c] = X[candidate_ids[best]]
-    return centers
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -253,13 +218,17 @@ def _nearest_candidate(X, new_candidates, first_new_id, state, origin):
     """Update each row's (squared distance, index) of its nearest candidate with the new candidates.
 
     Distances may be computed in float32 relative to ``origin`` (the first centre): sampling needs no more.
+    The state is kept small, since it waits on the workers between rounds for every row and every run:
+    float32 distances and int16 indices while they fit (6 bytes a row, not 12).
     """
     if len(new_candidates) == 0:
         return state
     # float32 halves the GEMM but has a slower argmin: it pays from about 48 candidates (measured, d=32).
     use_float32 = X.dtype == np.float32 or len(new_candidates) >= _FLOAT32_MIN_CANDIDATES
     labels, d2 = nearest_center(X, new_candidates, float32_from=origin if use_float32 else None)
-    labels += first_new_id
+    index_dtype = np.int16 if first_new_id + len(new_candidates) <= np.iinfo(np.int16).max else np.int32
+    labels = (labels + first_new_id).astype(index_dtype)
+    d2 = d2.astype(np.float32)  # sampling weights need no more
     bad = ~np.isfinite(d2)
     if bad.any():  # rows with NaN or inf: never sampled, never counted (label -1)
         d2[bad], labels[bad] = 0.0, -1
@@ -273,7 +242,7 @@ def _nearest_candidate(X, new_candidates, first_new_id, state, origin):
 def _parallel_round_chunk(X, w, new_candidates, first_new_id, origin, seed, oversampling, round_index, *,
                           chunk, state=None):
     state = _nearest_candidate(X, new_candidates, first_new_id, state, origin)
-    d2 = state[0]
+    d2 = state[0].astype(np.float64)
     wd2 = d2 if w is None else w * d2
     phi = float(wd2.sum())
     u = chunk_rng(seed, _STREAM_PARALLEL, round_index, chunk.index).random(d2.shape[0])
@@ -348,8 +317,9 @@ def kmeans_parallel_init(
     The first centre is a row drawn at random. Each round samples every row independently with probability
     ``min(1, l * w * d^2(x) / phi)``, ``d`` being the distance to the nearest candidate so far and ``phi``
     the weighted sum of ``d^2`` over all rows. A last pass weights every candidate by the (weighted) number
-    of rows nearest to it, and weighted greedy k-means++ plus Lloyd steps on the client reduce the
-    candidates to ``n_clusters`` centres. One run per seed, all runs sampled in the same passes.
+    of rows nearest to it, and a search on the client (weighted k-means++ restarts, Lloyd and swaps, see
+    :func:`~dask_kmeans._seeding.search_centers`) reduces the candidates to ``n_clusters`` centres. One
+    run per seed, all runs sampled in the same passes.
     """
     oversampling = oversampling_factor * n_clusters
     runs = range(len(seeds))
@@ -387,35 +357,10 @@ def kmeans_parallel_init(
         args=(new, n_seen, origins, n_candidates), state=state,
     )
     return [
-        reduce_candidates(np.vstack(candidates[run]), weights[run], n_clusters,
-                          np.random.default_rng([seeds[run], _STREAM_REDUCE]))
+        search_centers(np.vstack(candidates[run]), weights[run], n_clusters,
+                       np.random.default_rng([seeds[run], _STREAM_REDUCE]))
         for run in runs
     ]
-
-
-def reduce_candidates(
-    candidates: np.ndarray, weights: np.ndarray, n_clusters: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Weighted greedy k-means++ on the candidates, then Lloyd steps on them, all in memory.
-
-    With fewer distinct candidates than clusters (data with fewer distinct points than clusters) some
-    centres coincide; the fit then warns that it found fewer distinct clusters.
-    """
-    centers = kmeans_plusplus(candidates, n_clusters, weights, rng)
-    return lloyd_in_memory(candidates, weights, centers, _CANDIDATE_LLOYD_STEPS)
-
-
-def lloyd_in_memory(
-    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, max_steps: int
-) -> np.ndarray:
-    """Up to ``max_steps`` Lloyd steps on an in-memory array (no dask), until the centres stop moving."""
-    for _ in range(max_steps):
-        stats = lloyd_partials(X, weights, centers, n_farthest=len(centers))
-        new_centers, _ = update_centers(stats, centers)
-        if np.array_equal(new_centers, centers):
-            break
-        centers = new_centers
-    return centers
 
 
 def initial_centers(

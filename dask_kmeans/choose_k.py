@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._base import clone
-from ._init import kmeans_plusplus, lloyd_in_memory
-from ._kernels import lloyd_partials, nearest_center, pairwise_sq_distances
+from ._kernels import nearest_center, pairwise_sq_distances
 from ._lloyd import CenterSet, LloydConfig, advance, final_pass
 from ._passes import ChunkedRows
 from ._scheduler import blas_threads_for_dask, should_persist
+from ._seeding import search_centers
 from ._validation import (
     NamedRows,
     check_array,
@@ -83,23 +83,6 @@ class KSelection:
             raise ValueError(f"k={k} was not in the sweep; it has {sorted(self.centers)}.")
         preprocessing = None if self.preprocessing is None else clone(self.preprocessing)
         return KMeans(k, init=self.centers[k], n_init=1, preprocessing=preprocessing, **params)
-
-
-def best_start_on_sample(
-    sample: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_steps: int = 100
-) -> np.ndarray:
-    """The best of ``n_init`` k-means++ starts, each refined by Lloyd on the in-memory sample.
-
-    One k-means++ start per k lands in a poor local optimum often enough to bend the inertia curve and
-    the silhouettes; restarts on a sample of thousands of rows cost milliseconds, not passes.
-    """
-    best, best_inertia = None, np.inf
-    for _ in range(n_init):
-        centers = lloyd_in_memory(sample, None, kmeans_plusplus(sample, k, None, rng), max_steps)
-        inertia = lloyd_partials(sample, None, centers).inertia
-        if inertia < best_inertia:
-            best, best_inertia = centers, inertia
-    return best
 
 
 def silhouette_scores(X: np.ndarray, labelings: list[np.ndarray], block_rows: int = 1024) -> list[float]:
@@ -173,8 +156,9 @@ def choose_k(
         Rows of the uniform sample that seeds every k (k-means++) and scores the silhouettes. The
         silhouette costs ``sample_size ** 2`` distances: keep it in the tens of thousands.
     n_init : int, default=10
-        k-means++ starts per k, each refined by Lloyd on the sample (in memory, no pass over the data);
-        the best, by inertia on the sample, starts the Lloyd passes over all rows.
+        At most this many k-means++ starts per k, each refined by Lloyd on the sample (in memory, no pass
+        over the data), then a swap search from the best, as a fit seeds from its k-means|| candidates;
+        the result starts the Lloyd passes over all rows.
     preprocessing : StandardScaler or None
         Fitted on ``X`` first (one more pass) and applied chunk by chunk; the centres are in its space.
     max_iter, tol : as for ``KMeans``; each k stops on its own.
@@ -241,7 +225,8 @@ def choose_k(
                 f"The sample of {m} rows has {distinct} distinct finite rows, fewer than k={max(ks)}: "
                 "use a smaller k_range or a larger sample_size."
             )
-        initial_centers = {k: best_start_on_sample(sample, k, n_init, rng) for k in ks}
+        # The fit's own seeding (k-means++ restarts, Lloyd and swaps), on the sample: milliseconds a k.
+        initial_centers = {k: search_centers(sample, None, k, rng, max_restarts=n_init) for k in ks}
         # Every k is a centre set of the one Lloyd driver: each pass reads a chunk once for all of them.
         runs = {k: CenterSet(initial_centers[k]) for k in ks}
         advance(data, list(runs.values()), LloydConfig(max_iter=max_iter, tol=tol, nan_policy=nan_policy))

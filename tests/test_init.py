@@ -13,9 +13,9 @@ from dask_kmeans._init import (
     chunk_rng,
     draw_row_indices,
     kmeans_parallel_init,
-    kmeans_plusplus,
 )
 from dask_kmeans._passes import ChunkedRows, map_reduce
+from dask_kmeans._seeding import kmeans_plusplus
 
 from .conftest import make_blobs
 

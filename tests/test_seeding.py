@@ -1,0 +1,38 @@
+"""Near-global seeding: the search on the k-means|| candidates, and what it buys a fit."""
+
+import numpy as np
+import pytest
+
+from dask_kmeans import KMeans
+from dask_kmeans._kernels import lloyd_partials
+from dask_kmeans._seeding import kmeans_plusplus, lloyd_in_memory, search_centers
+
+from .conftest import make_blobs
+
+
+def _cost(X, w, centers):
+    return lloyd_partials(X, w, centers).inertia
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_search_is_never_worse_than_the_kmeans_plusplus_run_it_starts_from(seed):
+    # Weighted points as k-means|| leaves them: a few per cluster, weighted by the rows they stand for.
+    X, _ = make_blobs(300, 3, 12, std=1.5, seed=seed)
+    w = np.random.default_rng(seed).integers(1, 50, len(X)).astype(float)
+    plain, plain_cost = lloyd_in_memory(X, w, kmeans_plusplus(X, 12, w, np.random.default_rng(seed)), 100)
+    searched = search_centers(X, w, 12, np.random.default_rng(seed))
+    assert _cost(X, w, searched) <= plain_cost
+    assert np.array_equal(searched, search_centers(X, w, 12, np.random.default_rng(seed)))  # deterministic
+
+
+def test_search_with_a_single_restart_and_no_swaps_is_the_plain_run():
+    X, _ = make_blobs(300, 3, 6, seed=4)
+    plain, _ = lloyd_in_memory(X, None, kmeans_plusplus(X, 6, None, np.random.default_rng(1)), 100)
+    searched = search_centers(X, None, 6, np.random.default_rng(1), max_restarts=1, flops=0)
+    np.testing.assert_array_equal(searched, plain)
+
+
+def test_search_with_fewer_distinct_points_than_clusters_returns_coinciding_centres():
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 10, axis=0)
+    centers = search_centers(X, None, 3, np.random.default_rng(0))
+    assert centers.shape == (3, 2) and len(np.unique(centers, axis=0)) == 2
