@@ -36,3 +36,31 @@ def test_search_with_fewer_distinct_points_than_clusters_returns_coinciding_cent
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0]]), 10, axis=0)
     centers = search_centers(X, None, 3, np.random.default_rng(0))
     assert centers.shape == (3, 2) and len(np.unique(centers, axis=0)) == 2
+
+
+def _centroid_index(found: np.ndarray, true: np.ndarray) -> int:
+    """Fränti's CI: true centres that no found centre is nearest to (and back); 0 when every one is found."""
+    nearest_true = np.unique(((found[:, None] - true[None]) ** 2).sum(-1).argmin(1)).size
+    nearest_found = np.unique(((true[:, None] - found[None]) ** 2).sum(-1).argmin(1)).size
+    return max(len(true) - nearest_true, len(found) - nearest_found)
+
+
+def _grid_of_blobs(seed: int):
+    # 25 round clusters on a 5 x 5 grid, close enough that one k-means++ run often puts two centres in
+    # one cluster and none in a neighbour, a poor optimum that Lloyd cannot leave.
+    rng = np.random.default_rng(seed)
+    true = 4.0 * np.array([[i, j] for i in range(5) for j in range(5)], dtype=float)
+    return np.vstack([c + 0.7 * rng.standard_normal((200, 2)) for c in true]), true
+
+
+def test_the_default_finds_every_planted_cluster_where_one_kmeans_plusplus_run_often_does_not():
+    from sklearn.cluster import KMeans as SKKMeans
+
+    ours, one_run = [], []
+    for seed in range(20):
+        X, true = _grid_of_blobs(seed)
+        ours.append(_centroid_index(KMeans(25, random_state=seed).fit(X).cluster_centers_, true))
+        reference = SKKMeans(25, n_init=1, random_state=seed).fit(X)
+        one_run.append(_centroid_index(reference.cluster_centers_, true))
+    assert sum(ci > 0 for ci in one_run) >= 4, one_run  # the case is hard for a single run
+    assert ours == [0] * 20, ours
