@@ -445,6 +445,21 @@ def assign_sets(
     return results
 
 
+def normalize_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm (same dtype), for ``metric="cosine"``; rows of zeros become NaN.
+
+    On unit rows and unit centres ``||x - c||^2 = 2 (1 - cos(x, c))``: the Euclidean kernel then assigns by
+    largest cosine, and half its distances are cosine distances. A row of zeros has no direction: as NaN
+    it is refused or left out like any non-finite row.
+    """
+    X = np.asarray(X)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = X / norms[:, None].astype(X.dtype) if X.dtype == np.float32 else X / norms[:, None]
+    scaled[norms == 0] = np.nan
+    return scaled
+
+
 def nearest_center(
     X: np.ndarray, centers: np.ndarray, *, float32_from: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

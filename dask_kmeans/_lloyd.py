@@ -38,6 +38,19 @@ class LloydConfig:
     max_iter: int
     tol: float
     nan_policy: str = "raise"
+    metric: str = "euclidean"
+
+
+def metric_scale(metric: str) -> float:
+    """What the kernel's squared distances are multiplied by to be the metric's: on unit rows and unit
+    centres (``metric="cosine"``), ``||x - c||^2 = 2 (1 - cos)``."""
+    return 0.5 if metric == "cosine" else 1.0
+
+
+def unit_rows(centers: np.ndarray) -> np.ndarray:
+    """Centres scaled to unit norm: a spherical k-means centre is the direction of its rows' sum."""
+    norms = np.linalg.norm(centers, axis=1, keepdims=True)
+    return np.divide(centers, norms, out=centers.copy(), where=norms > 0)
 
 
 @dataclass
@@ -96,17 +109,20 @@ def advance(
         elapsed = time.perf_counter() - started
         for i, set_stats in zip(active, stats):
             name = "" if len(sets) == 1 else f"Run {i}: "
-            _update(sets[i], set_stats, config.tol, mean_variance, elapsed, name)
+            _update(sets[i], set_stats, config, mean_variance, elapsed, name)
         if on_pass is not None:
             on_pass(sets, mean_variance)
 
 
-def _update(center_set: CenterSet, stats: LloydPartials, tol: float, mean_variance: float, elapsed: float,
-            name: str) -> None:
+def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, mean_variance: float,
+            elapsed: float, name: str) -> None:
     """Move one set's centres to the means of its clusters, record the iteration, test convergence."""
     check_finite_total(stats.inertia, "inertia")
+    tol, inertia = config.tol, stats.inertia * metric_scale(config.metric)
     centers = center_set.centers
     new_centers, n_relocated = update_centers(stats, centers)
+    if config.metric == "cosine":
+        new_centers = unit_rows(new_centers)
     shift = float(((new_centers - centers) ** 2).sum())
     unchanged = np.array_equal(new_centers, centers)
     center_set.centers = new_centers
@@ -116,7 +132,7 @@ def _update(center_set: CenterSet, stats: LloydPartials, tol: float, mean_varian
     center_set.history.append(
         {
             "iteration": iteration,
-            "inertia": stats.inertia,
+            "inertia": inertia,
             "center_shift": shift,
             "relative_shift": relative_shift,
             "n_relocated": n_relocated,
@@ -125,7 +141,7 @@ def _update(center_set: CenterSet, stats: LloydPartials, tol: float, mean_varian
     )
     logger.info(
         "%sIteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated, %.2fs",
-        name, iteration, stats.inertia, relative_shift, tol, n_relocated, elapsed,
+        name, iteration, inertia, relative_shift, tol, n_relocated, elapsed,
     )
     center_set.converged = unchanged or shift <= tol * (mean_variance or 0.0)
     if center_set.converged:
@@ -186,7 +202,8 @@ def _final_chunk(X, w, centers_list, keep_labels, *, chunk):
     return [r["labels"].astype(dtype) for r in results], partials
 
 
-def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: bool = True) -> FinalResult:
+def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: bool = True,
+               metric: str = "euclidean") -> FinalResult:
     """One pass: every set's weighted inertia and cluster sizes for its centres, and the labels of the best.
 
     The centres are rounded to the data's dtype first, as ``cluster_centers_`` keeps them, so that
@@ -202,7 +219,7 @@ def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: b
         )
     else:
         partials = map_reduce(data, _final_chunk, FinalPartials.combine, args=(centers_list, False))
-    inertias = [float(value) for value in partials.inertias]
+    inertias = [float(value) * metric_scale(metric) for value in partials.inertias]
     for value in inertias:
         check_finite_total(value, "inertia")
     best = int(np.argmin(inertias))  # the first of equal inertias

@@ -58,7 +58,8 @@ def check_non_finite(non_finite: dict, row_chunks: tuple | None, nan_policy: str
             chunk = int(np.searchsorted(np.cumsum(row_chunks), first, side="right"))
             where += f", in chunk {chunk} of {len(row_chunks)} (counting from 0)"
     raise NonFiniteDataError(
-        f"{what} contains NaN or infinity (or values so large that squared distances overflow) in "
+        f"{what} contains NaN or infinity (or values so large that squared distances overflow, or, with "
+        f"metric='cosine', rows of zeros, which have no direction) in "
         f"{count:,} row(s){where}. Remove or impute them, rescale the features, or pass "
         "nan_policy='omit' to leave such rows out (they get the label -1)."
     )

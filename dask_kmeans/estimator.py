@@ -21,9 +21,10 @@ from ._kernels import (
     flagged_rows,
     label_partials,
     left_out_rows,
+    normalize_rows,
     pairwise_sq_distances,
 )
-from ._lloyd import CenterSet, FinalResult, LloydConfig, advance, final_pass, logger
+from ._lloyd import CenterSet, FinalResult, LloydConfig, advance, final_pass, logger, metric_scale, unit_rows
 from ._model_file import read_model, write_model
 from ._passes import ChunkedRows, map_reduce
 from ._scheduler import blas_threads_for_dask, should_persist
@@ -53,6 +54,7 @@ from .preprocessing import StandardScaler
 
 _INITS = ("k-means||", "k-means++", "random")
 _NAN_POLICIES = ("raise", "omit")
+_METRICS = ("euclidean", "cosine")
 
 
 class KMeans(ParamsMixin, FittedInputMixin):
@@ -120,6 +122,13 @@ default="k-means||"
         wherever the model meets data: ``fit``, ``predict``, ``transform``, ``score``. The fitted copy is
         ``preprocessing_`` and is saved in the model file; centres live in the scaled space and
         ``preprocessing_.inverse_transform(cluster_centers_)`` maps them back to the data's units.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        "cosine": spherical k-means, for embedding vectors. Rows are scaled to unit length as each chunk is
+        read (the data are never rewritten), a row goes to the centre of largest cosine similarity, a
+        centre is the direction of the (weighted) sum of its rows (a unit vector), ``inertia_`` is the
+        weighted sum of ``1 - cosine``, and ``transform`` gives cosine distances ``1 - cosine``. The
+        initializers sample by cosine distance. Rows of zeros have no direction: they are refused, or left
+        out under ``nan_policy="omit"``, like rows with NaN.
 
     Attributes
     ----------
@@ -200,6 +209,7 @@ default="k-means||"
         "verbose": [Interval(numbers.Integral, 0, None)],
         "nan_policy": [Options(*_NAN_POLICIES)],
         "compute_labels": [Boolean()],
+        "metric": [Options(*_METRICS)],
         "preprocessing": [InstanceOrNone(StandardScaler)],
     }
 
@@ -218,6 +228,7 @@ default="k-means||"
         nan_policy: str = "raise",
         compute_labels: bool = True,
         preprocessing=None,
+        metric: str = "euclidean",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -230,6 +241,7 @@ default="k-means||"
         self.verbose = verbose
         self.nan_policy = nan_policy
         self.compute_labels = compute_labels
+        self.metric = metric
         self.preprocessing = preprocessing
 
     def __sklearn_tags__(self):
@@ -296,11 +308,14 @@ default="k-means||"
             # Given the names too, for its messages; the frame is not converted a second time.
             preprocessing = clone(self.preprocessing).fit(NamedRows(X, feature_names))
             X = preprocessing.transform(X)
+        X = _metric_rows(X, self.metric)
         n_samples, n_features = X.shape
         check_n_samples(n_samples, n_features, self.n_clusters)
         init = self.init
         if not isinstance(init, str):
             init = as_init_array(init, self.n_clusters, n_features, X.dtype)
+            if self.metric == "cosine":
+                init = unit_rows(init)
         weights = check_sample_weight(sample_weight, n_samples)
         n_init = self._resolved_n_init()
         seeds = np.random.default_rng(resolve_seed(self.random_state)).integers(0, 2**63 - 1, size=n_init)
@@ -349,7 +364,7 @@ default="k-means||"
         X = self._checked_new_input(X, "cluster_centers_")
         if hasattr(self, "preprocessing_"):
             X = self.preprocessing_.transform(X)
-        return X, self.cluster_centers_.astype(X.dtype)
+        return _metric_rows(X, self.metric), self.cluster_centers_.astype(X.dtype)
 
     def predict(self, X):
         """The nearest centre of each row.
@@ -369,7 +384,7 @@ default="k-means||"
         return _predict_block(X, centers, self.nan_policy)
 
     def predict_with_distance(self, X):
-        """The nearest centre of each row and the (exact) Euclidean distance to it, from one pass.
+        """The nearest centre of each row and the (exact) distance to it (see :meth:`transform`), one pass.
 
         Returns
         -------
@@ -381,15 +396,16 @@ default="k-means||"
         X, centers = self._check_fitted_input(X)
         if isinstance(X, da.Array):
             both = X.map_blocks(
-                _labels_and_distances_block, centers, self.nan_policy, dtype=np.float64,
+                _labels_and_distances_block, centers, self.nan_policy, self.metric, dtype=np.float64,
                 chunks=(X.chunks[0], (2,)),
             )
         else:
-            both = _labels_and_distances_block(X, centers, self.nan_policy)
+            both = _labels_and_distances_block(X, centers, self.nan_policy, self.metric)
         return both[:, 0].astype(np.int32), both[:, 1]
 
     def transform(self, X):
-        """Euclidean distance of each row to every centre (exact, from differences where it matters).
+        """Distance of each row to every centre: Euclidean, or ``1 - cosine`` with ``metric="cosine"``
+        (exact, from differences where it matters).
 
         Returns
         -------
@@ -399,10 +415,10 @@ default="k-means||"
         X, centers = self._check_fitted_input(X)
         if isinstance(X, da.Array):
             return X.map_blocks(
-                _distances_block, centers, self.nan_policy, dtype=X.dtype,
+                _distances_block, centers, self.nan_policy, self.metric, dtype=X.dtype,
                 chunks=(X.chunks[0], (len(centers),)),
             )
-        return _distances_block(X, centers, self.nan_policy)
+        return _distances_block(X, centers, self.nan_policy, self.metric)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_`` (as a dask array chunked like ``X`` when ``X`` is one)."""
@@ -447,7 +463,7 @@ default="k-means||"
             inertia, non_finite = map_reduce(data, _inertia_chunk, _add_inertias, args=(centers,))
         check_non_finite(non_finite, X_dask.chunks[0], self.nan_policy)
         check_finite_total(inertia, "inertia")
-        return -inertia
+        return -inertia * metric_scale(self.metric)
 
 
 def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memory, in_memory_weights,
@@ -484,12 +500,15 @@ def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memo
             oversampling_factor=model.oversampling_factor, init_rounds=model.init_rounds,
             nan_policy=model.nan_policy, in_memory=in_memory, in_memory_weights=in_memory_weights,
         )
+        if model.metric == "cosine":  # a row drawn as a centre may be a mean of candidates: make it unit
+            starts = [unit_rows(centers) for centers in starts]
         sets = [CenterSet(centers) for centers in starts]
         if save is not None:
             save(sets, mean_variance)
-    config = LloydConfig(max_iter=model.max_iter, tol=model.tol, nan_policy=model.nan_policy)
+    config = LloydConfig(max_iter=model.max_iter, tol=model.tol, nan_policy=model.nan_policy,
+                         metric=model.metric)
     advance(data, sets, config, mean_variance=mean_variance, on_pass=save)
-    final = final_pass(data, [s.centers for s in sets], keep_labels=model.compute_labels)
+    final = final_pass(data, [s.centers for s in sets], keep_labels=model.compute_labels, metric=model.metric)
     if len(sets) > 1:
         for run, (center_set, inertia) in enumerate(zip(sets, final.inertias)):
             logger.info("Run %d of %d: inertia %.6g after %d iterations.", run + 1, len(sets), inertia,
@@ -505,20 +524,35 @@ def _predict_block(X, centers, nan_policy):
     return result["labels"]  # -1 for rows left out under nan_policy="omit"
 
 
-def _labels_and_distances_block(X, centers, nan_policy):
-    """Labels and exact Euclidean distances to the assigned centre, as two float64 columns."""
+def _metric_rows(X, metric: str):
+    """The rows the kernel sees: as they are, or (``metric="cosine"``) scaled to unit norm, chunk by chunk
+    as each is read (the data are never rewritten)."""
+    if metric != "cosine":
+        return X
+    if isinstance(X, da.Array):
+        return X.map_blocks(normalize_rows, dtype=X.dtype)
+    return normalize_rows(X)
+
+
+def _distances(sq_distances: np.ndarray, metric: str) -> np.ndarray:
+    """Squared Euclidean distances of the kernel as the metric's distances: Euclidean, or 1 - cosine."""
+    with np.errstate(invalid="ignore"):
+        return sq_distances * 0.5 if metric == "cosine" else np.sqrt(sq_distances)
+
+
+def _labels_and_distances_block(X, centers, nan_policy, metric):
+    """Labels and exact distances to the assigned centre, as two float64 columns."""
     result = assign(X, centers)
     check_non_finite(result["non_finite"], None, nan_policy)
     # Rows left out (nan_policy="omit") have label -1 and distance NaN.
-    return np.column_stack([result["labels"], np.sqrt(result["sq_dist"])])
+    return np.column_stack([result["labels"], _distances(result["sq_dist"], metric)])
 
 
-def _distances_block(X, centers, nan_policy):
+def _distances_block(X, centers, nan_policy, metric):
     sq_distances = pairwise_sq_distances(X, centers)
     bad = left_out_rows(sq_distances, X.dtype)  # the rows predict leaves out, overflowing ones included
     check_non_finite(flagged_rows(bad, 0), None, nan_policy)
-    with np.errstate(invalid="ignore"):
-        distances = np.sqrt(sq_distances).astype(X.dtype, copy=False)
+    distances = _distances(sq_distances, metric).astype(X.dtype, copy=False)
     distances[bad] = np.nan
     return distances
 
