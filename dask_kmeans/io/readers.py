@@ -8,7 +8,8 @@ suffixes.
 What building a Table costs before any fit:
 
 - Zarr: nothing beyond the array's metadata; rows are chunked in multiples of the store's chunks.
-- Parquet: one footer read per file (row counts come from the Parquet metadata); one file is one chunk.
+- Parquet: one footer read per file, concurrently (row counts come from the Parquet metadata); a chunk is
+  one or more row groups of one file.
 - CSV and dask DataFrames: one full pass over the data, because their row counts are unknown until read.
 - pandas DataFrames: one copy of the numeric columns into a numpy array.
 """
@@ -27,14 +28,25 @@ import dask.dataframe as dd
 import fsspec
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 import zarr
+from dask.highlevelgraph import HighLevelGraph
 from dask.utils import natural_sort_key
 from fsspec.implementations.local import LocalFileSystem
 
 from .._atomic import is_url
 from .._validation import row_chunk_size
 from .._zarr_reads import ChunkNamingReader
+from ._parquet import (
+    check_schemas,
+    first_list_width,
+    is_list_of_numbers,
+    list_width,
+    plan_pieces,
+    read_features,
+    read_footers,
+    read_ids,
+)
 
 logger = logging.getLogger("dask_kmeans")
 
@@ -293,27 +305,86 @@ def read_parquet(
     id_column: str | None = None,
     storage_options: dict | None = None,
 ) -> Table:
-    """Read a Parquet file, a directory of Parquet files or a glob of them, one chunk per file.
+    """Read a Parquet file, a directory of Parquet files or a glob of them, in chunks of whole row groups.
 
-    Row counts come from each file's footer, so the Table's chunks are known without reading any data.
-    Files are taken in natural order (``part.2`` before ``part.10``), the order dask uses.
+    The footers of all files are read (concurrently) and nothing else: row counts come from them, so the
+    Table's chunks are known without reading any data. A chunk is one or more consecutive row groups of
+    one file (about 32 MiB of features, decided by ``row_chunk_size``). Files are taken in natural order
+    (``part.2`` before ``part.10``), the order dask uses. A column of fixed-size lists of numbers (an
+    embedding) is that many features, named ``column[i]``. In a hive-partitioned lake
+    (``region=EU/part-0.parquet``) the partition columns are features only when named in ``columns=``,
+    and may be the ``id_column``. Files whose schemas disagree on a wanted column are refused here.
 
     The parameters are those of :func:`read`; returns a :class:`Table`.
     """
     fs, files = _parquet_files(path, storage_options)
-    row_counts = [_parquet_row_count(fs, name) for name in files]
-    paths = [_full_path(fs, name) for name in files]
-    options = {"index": False, "split_row_groups": False, "storage_options": storage_options}
+    _, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    root = root.split("*")[0].rsplit("/", 1)[0] if _has_glob(root) else root
+    footers = read_footers(fs, files, [_full_path(fs, name) for name in files], root)
     source = f"Parquet data {path!r}"
-    # The first reader only supplies the schema (from one footer); the second reads just the wanted columns.
-    features, dtype = _select_features(dd.read_parquet(paths, **options).dtypes, columns, id_column, source)
-    frame = dd.read_parquet(paths, columns=_wanted(features, id_column), **options)
-    # Unoptimized: dask's optimizer may merge small files into one partition, which would no longer match
-    # the footers' row counts. Without it, split_row_groups=False gives one partition per file, in the
-    # natural order of the paths (dask sorts them with the same key).
-    parts = frame.to_delayed(optimize_graph=False)
-    id_dtype = _id_dtype(frame.dtypes, id_column)
-    return _table_from_partitions(parts, features, dtype, id_column, id_dtype, row_counts, files, source)
+    dtypes = _parquet_dtypes(footers, columns, id_column)
+    features, dtype = _select_features(dtypes, columns, id_column, source)
+    check_schemas(footers, _wanted(features, id_column))
+    widths = [_feature_width(footers[0], name, storage_options) for name in features]
+    n_features = sum(widths)
+    n_rows = sum(sum(footer.row_groups) for footer in footers)
+    pieces = plan_pieces(footers, row_chunk_size(n_rows, n_features, dtype.itemsize))
+    if not pieces:
+        raise ValueError(f"{source} holds no rows.")
+    spec = list(zip(features, widths))
+    token = dask.base.tokenize([(f.path, f.row_groups) for f in footers], spec, str(dtype), storage_options)
+    rows = (tuple(piece.n_rows for piece in pieces),)
+    name = f"read-parquet-{token}"
+    layer = {(name, i, 0): (read_features, piece, spec, dtype, storage_options)
+             for i, piece in enumerate(pieces)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[])
+    X = da.Array(graph, name, rows + ((n_features,),), dtype=dtype)
+    ids = None
+    if id_column is not None:
+        id_dtype = _id_dtype(dtypes, id_column)
+        id_name = f"read-parquet-ids-{token}"
+        id_layer = {(id_name, i): (read_ids, piece, id_column, id_dtype, storage_options)
+                    for i, piece in enumerate(pieces)}
+        ids = da.Array(HighLevelGraph.from_collections(id_name, id_layer, dependencies=[]), id_name, rows,
+                       dtype=id_dtype)
+    names = [n for f, width in spec for n in ([f] if width == 1 else [f"{f}[{i}]" for i in range(width)])]
+    return Table(X, _names(names), ids, id_column, source)
+
+
+def _parquet_dtypes(footers: list, columns, id_column) -> pd.Series:
+    """The columns of the first file as pandas dtypes (a list of numbers as its values' dtype), and the
+    hive partition columns that are named (as ``columns=`` or the id)."""
+    schema = footers[0].schema
+    lists = {f.name: f.type.value_type for f in schema if is_list_of_numbers(f.type)}
+    scalar = pa.schema([f for f in schema if f.name not in lists])
+    dtypes = scalar.empty_table().to_pandas().dtypes
+    for name, value_type in lists.items():
+        dtypes[name] = np.dtype(value_type.to_pandas_dtype())
+    named = set([columns] if isinstance(columns, str) else (columns or [])) | {id_column}
+    for name in footers[0].partition:
+        if name in named and name not in dtypes:
+            values = [footer.partition.get(name, "") for footer in footers]
+            dtypes[name] = _partition_dtype(values)
+    return dtypes
+
+
+def _partition_dtype(values: list[str]) -> np.dtype:
+    for dtype in (np.int64, np.float64):
+        try:
+            np.array(values).astype(dtype)
+            return np.dtype(dtype)
+        except ValueError:
+            continue
+    return np.dtype(object)
+
+
+def _feature_width(footer, name: str, storage_options) -> int:
+    if name in footer.partition:
+        return 1
+    field_type = footer.schema.field(name).type
+    if not is_list_of_numbers(field_type):
+        return 1
+    return list_width(field_type) or first_list_width(footer, name, storage_options)
 
 
 def _parquet_files(path: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, list[str]]:
@@ -344,14 +415,6 @@ def _parquet_files_under(fs: fsspec.AbstractFileSystem, directory: str) -> list[
         if name.endswith(PARQUET_SUFFIXES)
         and not any(part.startswith((".", "_")) for part in name[len(directory) :].split("/") if part)
     ]
-
-
-def _parquet_row_count(fs: fsspec.AbstractFileSystem, name: str) -> int:
-    try:
-        with fs.open(name, "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
-    except Exception as exc:
-        raise ValueError(f"Cannot read the Parquet footer of {name!r}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------------
