@@ -7,7 +7,10 @@ do about it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import numbers
+import sys
 from dataclasses import dataclass
 
 import dask
@@ -22,7 +25,40 @@ _MIN_CHUNK_ROWS = 4096
 
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a method that needs a fitted model is called before ``fit``."""
+    """Raised when a method that needs a fitted model is called before ``fit``.
+
+    A ValueError and an AttributeError, as scikit-learn's ``NotFittedError``. scikit-learn is no
+    dependency, yet ``except sklearn.exceptions.NotFittedError`` (in a Pipeline, a search, scikit-learn's
+    ``check_estimator``, or user code) must catch this error too. So, when ``sklearn.exceptions`` is
+    loaded (as it must be for such an ``except`` clause to name its class), ``NotFittedError(...)``
+    makes an instance of a subclass deriving from both classes (see ``_with_sklearn_base``). Deciding at
+    construction, not at import, spares every import of this package the cost of importing
+    scikit-learn (about a second).
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is NotFittedError:
+            sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+            sklearn_error = getattr(sklearn_exceptions, "NotFittedError", None)
+            if isinstance(sklearn_error, type) and issubclass(sklearn_error, BaseException):
+                with contextlib.suppress(TypeError):  # bases that cannot be combined: ours alone
+                    cls = _with_sklearn_base(sklearn_error)
+        return super().__new__(cls, *args, **kwargs)
+
+    def __reduce__(self):
+        # Rebuilt through NotFittedError, which picks the class again where it is unpickled (the subclass
+        # is not importable by name).
+        return NotFittedError, self.args, self.__dict__ or None
+
+
+@functools.cache
+def _with_sklearn_base(sklearn_error: type) -> type:
+    """Our NotFittedError, also derived from scikit-learn's (named alike, for tracebacks)."""
+    return type(
+        "NotFittedError",
+        (NotFittedError, sklearn_error),
+        {"__module__": __name__, "__qualname__": "NotFittedError", "__doc__": NotFittedError.__doc__},
+    )
 
 
 class ConvergenceWarning(UserWarning):
@@ -180,6 +216,11 @@ def resolve_seed(random_state) -> int:
 def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
     if dtype.kind in "fiub":
         return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    if dtype.kind == "c":  # "Complex data not supported" is the message scikit-learn's checks look for
+        raise ValueError(
+            f"Complex data not supported: {what} has dtype {dtype}; K-means needs real numbers. Take the "
+            "real part, the modulus or both as separate columns (float32 or float64) before clustering."
+        )
     raise ValueError(
         f"{what} has dtype {dtype}; K-means needs real numbers. Convert the data to float32 or float64 "
         "(complex and string data are not supported)."
@@ -198,7 +239,10 @@ def _numeric_array(X, what: str) -> np.ndarray:
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            # numpy's error type and message are kept: a TypeError for values such as dicts ("float()
+            # argument must be a string or a real number"), a ValueError for strings that are no number.
+            error = TypeError if isinstance(exc, TypeError) else ValueError
+            raise error(
                 f"{what} has dtype object and values that are not numbers ({exc}). "
                 "Select the numeric columns, or encode the others, before clustering."
             ) from None
