@@ -1,5 +1,6 @@
 """dask-kmeans: K-means clustering on Dask for data larger than memory."""
 
+from ._passes import WorkerDiedError
 from ._validation import ConvergenceWarning, NonFiniteDataError, NotFittedError
 from ._version import __version__
 from .choose_k import KSelection, choose_k
@@ -14,6 +15,7 @@ __all__ = [
     "NonFiniteDataError",
     "NotFittedError",
     "StandardScaler",
+    "WorkerDiedError",
     "__version__",
     "choose_k",
     "describe_segment",

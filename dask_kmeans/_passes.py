@@ -11,6 +11,7 @@ candidate); that state is persisted where the chunks live and never gathered on 
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,11 +155,51 @@ def map_reduce(
         leaves = [(f"{name}-partial", i) for i in range(len(leaves))]
     root = _tree_layer(layer, leaves, combine, name, split_every)
     graph = _graph(name, layer, data, state)
-    if not keep_state:
-        return compute(Delayed(root, graph, layer=name))[0]
-    new_state = [Delayed((f"{name}-state", i), graph, layer=name) for i in range(len(leaves))]
-    *new_state, root = dask.persist(*new_state, Delayed(root, graph, layer=name))
-    return root.compute(), new_state
+    try:
+        if not keep_state:
+            return compute(Delayed(root, graph, layer=name))[0]
+        new_state = [Delayed((f"{name}-state", i), graph, layer=name) for i in range(len(leaves))]
+        *new_state, root = dask.persist(*new_state, Delayed(root, graph, layer=name))
+        return root.compute(), new_state
+    except Exception as exc:
+        if _is_killed_worker(exc):
+            raise WorkerDiedError(_killed_worker_message(exc, data, name)) from exc
+        raise
+
+
+class WorkerDiedError(RuntimeError):
+    """Workers kept dying on one task of a pass (distributed's KilledWorker), most likely out of memory."""
+
+
+def _is_killed_worker(exc: Exception) -> bool:
+    scheduler = sys.modules.get("distributed.scheduler")  # loaded wherever a KilledWorker can come from
+    return scheduler is not None and isinstance(exc, scheduler.KilledWorker)
+
+
+def _killed_worker_message(exc, data: ChunkedRows, name: str) -> str:
+    """What killed the workers, how big it is, and what to do: distributed names only a task key.
+
+    Every task that was running or queued on a worker that died counts as suspect, so the task
+    distributed gives up on need not be the one that took the memory: name it, and the largest chunk.
+    """
+    key = getattr(exc, "task", None)
+    index = None
+    if isinstance(key, tuple) and len(key) >= 2 and isinstance(key[1], int):
+        if key[0] in (name, data.X.name) or str(key[0]).startswith(data.X.name):
+            index = key[1]
+    sizes = data.X.chunks[0]
+    largest = int(np.argmax(sizes))
+    mib = sizes[largest] * data.n_features * data.dtype.itemsize / 2**20
+    gave_up_on = f"chunk {index} of {len(sizes)}" if index is not None else f"the task {key!r}"
+    limit = getattr(getattr(exc, "last_worker", None), "memory_limit", None)
+    limit_text = f", beyond their memory limit of {limit / 2**20:,.0f} MiB" if limit else ""
+    return (
+        f"Workers kept dying during a pass over the data (distributed gave up on {gave_up_on}), most likely "
+        f"out of memory{limit_text}. The largest chunk, chunk {largest}, holds {sizes[largest]:,} rows x "
+        f"{data.n_features} features = {mib:,.0f} MiB as {data.dtype}; a pass holds a chunk and temporaries "
+        "of about its size per worker thread. Give the workers more memory, or use smaller chunks, e.g. "
+        f"X.rechunk({{0: {max(1, sizes[largest] // 4)}}})."
+    )
 
 
 def combine_each(parts: list[list], combines: Sequence[Callable[[list], object]]) -> list:

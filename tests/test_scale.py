@@ -146,3 +146,22 @@ def test_same_result_on_one_or_two_workers_threads_or_processes(tmp_path):
     for other in results[1:]:
         assert np.array_equal(other.cluster_centers_, results[0].cluster_centers_)
         np.testing.assert_array_equal(other.labels_, results[0].labels_)
+
+
+def test_a_chunk_too_big_for_the_workers_gets_an_error_naming_it():
+    # distributed's bare KilledWorker names a task key; the fit's error names the chunk, its size and
+    # what to do. One worker of 450 MiB (about 300 of them taken before any data) and a chunk of 480 MiB.
+    from dask_kmeans import WorkerDiedError
+
+    rows = (1000, 1_500_000, 1000)
+
+    def block(block_id=None):
+        return np.random.default_rng(block_id[0]).standard_normal((rows[block_id[0]], 42))
+
+    X = da.map_blocks(block, chunks=(rows, (42,)), dtype=np.float64)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            local_cluster(1, 1, memory_limit="450MiB"):
+        expected = (r"most likely out of memory, beyond their memory limit of 450 MiB. The largest chunk, "
+                    r"chunk 1, holds 1,500,000 rows x 42 features = 481 MiB")
+        with pytest.raises(WorkerDiedError, match=expected):
+            KMeans(3, init=np.zeros((3, 42)) + np.arange(3)[:, None], max_iter=2).fit(X, persist=False)
