@@ -1,5 +1,6 @@
 """Parquet lakes as lakes hold them: big files in row-group chunks, embedding columns, hive partitions."""
 
+import dask
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -81,3 +82,12 @@ def test_files_that_disagree_on_a_column_are_refused_before_any_pass(tmp_path):
         read(tmp_path / "part.[01].parquet")
     with pytest.raises(ValueError, match=r"Column 'b' is in .*part.0.parquet' but not in .*part.2.parquet"):
         read(str(tmp_path / "part.[02].parquet"), columns=["a", "b"])
+
+
+def test_two_id_columns_of_one_lake_are_two_arrays(tmp_path):
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "item": [7, 8, 9], "topic": [0, 1, 0]}),
+                   tmp_path / "x.parquet")
+    items = read(tmp_path / "x.parquet", columns=["a"], id_column="item").ids
+    topics = read(tmp_path / "x.parquet", columns=["a"], id_column="topic").ids
+    assert items.name != topics.name
+    assert [list(v) for v in dask.compute(items, topics)] == [[7, 8, 9], [0, 1, 0]]

@@ -161,7 +161,8 @@ def _read(piece: Piece, columns: list[str], storage_options) -> pa.Table:
 
 
 def _numbers(values: pa.Array, dtype) -> np.ndarray:
-    return values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    target = pa.float32() if np.dtype(dtype) == np.float32 else pa.float64()
+    return values.cast(target).to_numpy(zero_copy_only=False)
 
 
 def _list_values(values: pa.Array, width: int, dtype, name: str, shown: str) -> np.ndarray:

@@ -342,7 +342,7 @@ def read_parquet(
     ids = None
     if id_column is not None:
         id_dtype = _id_dtype(dtypes, id_column)
-        id_name = f"read-parquet-ids-{token}"
+        id_name = f"read-parquet-ids-{dask.base.tokenize(token, id_column, str(id_dtype))}"
         id_layer = {(id_name, i): (read_ids, piece, id_column, id_dtype, storage_options)
                     for i, piece in enumerate(pieces)}
         ids = da.Array(HighLevelGraph.from_collections(id_name, id_layer, dependencies=[]), id_name, rows,
