@@ -1,6 +1,6 @@
 """dask-kmeans: K-means clustering on Dask for data larger than memory."""
 
-from ._passes import WorkerDiedError
+from ._passes import SchedulerLostError, WorkerDiedError
 from ._validation import ConvergenceWarning, NonFiniteDataError, NotFittedError
 from ._version import __version__
 from .choose_k import KSelection, choose_k
@@ -14,6 +14,7 @@ __all__ = [
     "KSelection",
     "NonFiniteDataError",
     "NotFittedError",
+    "SchedulerLostError",
     "StandardScaler",
     "WorkerDiedError",
     "__version__",

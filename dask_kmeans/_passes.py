@@ -25,7 +25,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import funcname
 
-from ._scheduler import compute
+from ._scheduler import compute, current_client
 
 SPLIT_EVERY = 8
 
@@ -164,11 +164,36 @@ def map_reduce(
     except Exception as exc:
         if _is_killed_worker(exc):
             raise WorkerDiedError(_killed_worker_message(exc, data, name)) from exc
+        if _is_lost_scheduler(exc):
+            raise SchedulerLostError(
+                f"Lost the connection to the Dask scheduler{_scheduler_address()} during a pass over the "
+                "data: the scheduler stopped or the network failed. Run the same fit again once a scheduler "
+                "runs; with a checkpoint (checkpoint=, or the CLI's --checkpoint) it resumes from there."
+            ) from exc
         raise
 
 
 class WorkerDiedError(RuntimeError):
     """Workers kept dying on one task of a pass (distributed's KilledWorker), most likely out of memory."""
+
+
+class SchedulerLostError(ConnectionError):
+    """The client lost its Dask scheduler during a pass (it stopped, or the network failed)."""
+
+
+def _is_lost_scheduler(exc: Exception) -> bool:
+    # distributed cancels a lost client's futures at once (the connection closes), so a fit does not hang.
+    client = sys.modules.get("distributed.client")
+    comm = sys.modules.get("distributed.comm.core")
+    if client is not None and isinstance(exc, client.FutureCancelledError):
+        return "scheduler-connection-lost" in str(exc)
+    return comm is not None and isinstance(exc, comm.CommClosedError)
+
+
+def _scheduler_address() -> str:
+    client = current_client()
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    return f" at {address}" if address else ""
 
 
 def _is_killed_worker(exc: Exception) -> bool:

@@ -260,3 +260,59 @@ def thread_client():
     """A Client on an in-process LocalCluster of 1 worker with 2 threads, checked for leaks."""
     with local_cluster(n_workers=1, threads_per_worker=2, processes=False) as client:
         yield client
+
+
+# ----------------------------------------------------------------------------------------------------
+# Real ``dask scheduler`` / ``dask worker`` processes
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskProcesses:
+    """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (``address``), which a test may
+    kill (``kill_scheduler``); ``stop`` ends whatever is left."""
+
+    def __init__(self, n_workers: int = 1, port: int | None = None, cwd=None):
+        import os
+        import shutil
+        import subprocess
+
+        dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
+        self.port = port or free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        common = {"cwd": cwd, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        scheduler = [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
+        self.scheduler = subprocess.Popen(scheduler, **common)
+        self.workers = [
+            subprocess.Popen([dask_cli, "worker", self.address, "--nthreads", "1", "--no-dashboard",
+                              "--host", "127.0.0.1"], **common)
+            for _ in range(n_workers)
+        ]
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            client.wait_for_workers(n_workers, timeout=60)
+
+    def kill_scheduler(self) -> None:
+        self.scheduler.kill()
+        self.scheduler.wait(timeout=10)
+
+    def stop(self) -> None:
+        import psutil
+
+        tree = []
+        for popen in [self.scheduler, *self.workers]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(popen.pid)
+                tree += [root, *root.children(recursive=True)]
+        for popen in [*reversed(self.workers), self.scheduler]:
+            popen.terminate()
+        left = wait_for_processes_to_exit(tree, timeout=20)
+        if left:
+            kill_processes(left)
