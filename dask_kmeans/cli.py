@@ -36,7 +36,7 @@ from dask.system import CPU_COUNT
 from ._version import __version__
 from .choose_k import choose_k
 from .estimator import KMeans
-from .preprocessing import StandardScaler
+from .preprocessing import StandardScaler, warn_if_heavy_tailed
 from .segments import format_profile, profile
 
 # Imported where they are used, because `dask-kmeans --help` and usage errors would otherwise wait for
@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(choose)
 
     prof = commands.add_parser("profile", help="describe the segments of a saved model", description=(
-        "Label INPUT with MODEL and print one row per segment: size, share, mean of each feature in the "
-        "data's units, ratio to the overall mean and a short description. One pass over INPUT."
+        "Label INPUT with MODEL and print, for each segment, its size, share and mean of each feature in "
+        "the data's units, and a short description from its typical spend (the mean of log1p) against "
+        "the typical customer's. One pass over INPUT."
     ))
     prof.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     prof.add_argument("input", metavar="INPUT", help="Zarr store, Parquet file/directory/glob, or CSV")
@@ -307,6 +308,20 @@ def _write_labels(model, table, path: str, *, distances: bool, overwrite: bool, 
     )
 
 
+HEAVY_TAIL_SAMPLE_ROWS = 20_000
+
+
+def _warn_if_heavy_tailed(table) -> None:
+    """Warn (one line) when unscaled data look like heavy-tailed amounts that need ``--scale log1p``.
+
+    Checked on the first rows (at most HEAVY_TAIL_SAMPLE_ROWS, read here from the first chunk or few,
+    before a cluster starts): a fraction of one pass, where a uniform sample would read every chunk.
+    """
+    X = table.X
+    head = X[: min(X.shape[0], HEAVY_TAIL_SAMPLE_ROWS)].compute()
+    warn_if_heavy_tailed(head, table.feature_names)
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from .io import read, save_model
 
@@ -324,6 +339,8 @@ def run_fit(args: argparse.Namespace) -> int:
     table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
     n, d = table.X.shape
     _progress(args.quiet, f"{table.source}: {n:,} rows x {d} features in {table.X.numblocks[0]} chunks")
+    if args.scale == "none":
+        _warn_if_heavy_tailed(table)
     with dask_client(args.scheduler, args.quiet):
         with _step(args.quiet, "fit"), _iteration_log(args.quiet):
             persist = {"auto": "auto", "yes": True, "no": False}[args.persist]

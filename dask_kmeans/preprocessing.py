@@ -223,3 +223,70 @@ class StandardScaler(ParamsMixin, FittedInputMixin):
         if not (self.mean_.shape == self.var_.shape == self.scale_.shape == (self.n_features_in_,)):
             raise ValueError("the scaler's mean, var and scale do not match its n_features_in")
         return self
+
+
+# ----------------------------------------------------------------------------------------------------
+# Does unscaled data need log1p?
+
+# A non-negative column is heavy-tailed when its skewness is at least this (an exponential has 2, a
+# log-normal of log-spread 0.45 about 1.5, of log-spread 1 about 6; a gamma of shape 20 0.45).
+HEAVY_TAIL_SKEW = 2.0
+
+
+class HeavyTailWarning(UserWarning):
+    """Unscaled, heavy-tailed, non-negative data: a few columns and their largest values set the distances."""
+
+
+def _in_words(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def heavy_tail_message(sample, feature_names=None) -> str | None:
+    """What to say when ``sample`` (rows of the data, in memory) should be log1p-scaled before clustering.
+
+    ``None`` unless every column is non-negative (amounts: spend, counts) and the heavy-tailed columns
+    (skewness at least :data:`HEAVY_TAIL_SKEW`) hold at least half of the total variance: then Euclidean
+    distances on the raw values are decided by a few columns and, within them, by a few large values.
+    Otherwise one line: the columns that hold 80% of the variance, and the fix (``--scale log1p`` on the
+    command line, ``preprocessing=StandardScaler(log1p=True)`` in Python). Rows with NaN or infinity are
+    left out; a sample of a few thousand rows is plenty.
+    """
+    X = np.asarray(sample, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] == 0:
+        return None
+    X = X[np.isfinite(X).all(axis=1)]
+    if len(X) < 2 or (X < 0).any():
+        return None
+    names = [str(n) for n in feature_names] if feature_names is not None else [
+        f"x{j}" for j in range(X.shape[1])
+    ]
+    mean = X.mean(axis=0)
+    var = X.var(axis=0)
+    total = var.sum()
+    if not total > 0:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        skew = np.where(var > 0, ((X - mean) ** 3).mean(axis=0) / var**1.5, 0.0)
+    heavy = skew >= HEAVY_TAIL_SKEW
+    if var[heavy].sum() < 0.5 * total:
+        return None
+    order = np.argsort(-var, kind="stable")
+    n_top = int(np.searchsorted(np.cumsum(var[order]) / total, 0.8) + 1)
+    top = order[:n_top]
+    held = var[top].sum() / total
+    verb = "holds" if n_top == 1 else "hold"
+    return (
+        f"the data are unscaled, non-negative and heavy-tailed: {_in_words([names[j] for j in top])} {verb} "
+        f"{held:.0%} of the variance, so a few columns and their largest values decide the clusters. Scale "
+        "first: --scale log1p on the command line, preprocessing=StandardScaler(log1p=True) in Python."
+    )
+
+
+def warn_if_heavy_tailed(sample, feature_names=None, *, stacklevel: int = 2) -> bool:
+    """Warn (:class:`HeavyTailWarning`, one line) when :func:`heavy_tail_message` has something to say."""
+    import warnings
+
+    message = heavy_tail_message(sample, feature_names)
+    if message is not None:
+        warnings.warn(message, HeavyTailWarning, stacklevel=stacklevel + 1)
+    return message is not None

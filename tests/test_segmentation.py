@@ -20,6 +20,7 @@ import pytest
 from dask_kmeans import KMeans, NonFiniteDataError, StandardScaler, choose_k, describe_segment, profile
 from dask_kmeans.choose_k import elbow, silhouette_scores
 from dask_kmeans.io import read
+from dask_kmeans.preprocessing import HeavyTailWarning
 
 from .conftest import CountingArray, make_blobs
 
@@ -181,12 +182,13 @@ def test_choose_k_refuses_bad_ranges():
 
 
 def test_describe_segment():
+    # Ratios of typical spend to the typical customer's: high from 3, low up to 0.5.
     names = ["electronics", "fashion", "home"]
     assert describe_segment([4.0, 0.9, 0.8], names) == "high spenders on electronics"
-    assert describe_segment([2.0, 3.0, 0.8], names) == "high spenders on fashion and electronics"
+    assert describe_segment([3.0, 5.0, 0.8], names) == "high spenders on fashion and electronics"
+    assert describe_segment([4.0, 5.0, 3.5], names) == "high spenders across all categories"
     assert describe_segment([0.3, 0.2, 0.5], names) == "low spenders"
-    assert describe_segment([1.1, 0.9, 1.3], names) == "moderate spenders across all categories"
-    assert describe_segment([1.6, 2.0, 1.5], names) == "high spenders across all categories"
+    assert describe_segment([1.1, 0.9, 2.5], names) == "moderate spenders across all categories"
     assert describe_segment([1.0, 0.3, 1.1], names) == "moderate spenders, little on fashion"
 
 
@@ -207,6 +209,10 @@ def test_profile_equals_a_pandas_groupby(with_sample):
         np.testing.assert_allclose(prof[f"mean_{name}"], groups[name].mean(), rtol=1e-12)
         ratio = groups[name].mean() / frame[name].mean()
         np.testing.assert_allclose(prof[f"ratio_{name}"], ratio, rtol=1e-12)
+        typical = np.expm1(np.log1p(frame[name]).groupby(model.labels_).mean())
+        np.testing.assert_allclose(prof[f"typical_{name}"], typical, rtol=1e-12)
+        overall_typical = np.expm1(np.log1p(frame[name]).mean())
+        np.testing.assert_allclose(prof[f"relative_{name}"], typical / overall_typical, rtol=1e-12)
         if with_sample:
             np.testing.assert_allclose(prof[f"median_{name}"], groups[name].median(), rtol=1e-12)
         else:
@@ -218,7 +224,8 @@ def test_profile_leaves_out_rows_with_nan_under_omit():
     X = _spend(3000, seed=6)
     X[[10, 20]] = np.nan
     model = KMeans(3, random_state=0, nan_policy="omit").fit(X)
-    prof = profile(model, X)
+    with pytest.warns(HeavyTailWarning, match="--scale log1p"):  # unscaled log-normal spend
+        prof = profile(model, X)
     assert prof.attrs["n_omitted"] == 2 and prof["size"].sum() == 2998
 
 
