@@ -162,7 +162,7 @@ def _read(piece: Piece, columns: list[str], storage_options) -> pa.Table:
 
 def _numbers(values: pa.Array, dtype) -> np.ndarray:
     target = pa.float32() if np.dtype(dtype) == np.float32 else pa.float64()
-    return values.cast(target).to_numpy(zero_copy_only=False)
+    return values.cast(target, safe=False).to_numpy(zero_copy_only=False)  # int64 beyond 2**53 rounds
 
 
 def _list_values(values: pa.Array, width: int, dtype, name: str, shown: str) -> np.ndarray:
