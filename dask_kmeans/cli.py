@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(fit)
     _add_scale_option(fit)
     fit.add_argument("--init", default="k-means||", choices=["k-means||", "k-means++", "random"])
+    fit.add_argument(
+        "--metric", default="euclidean", choices=["euclidean", "cosine"],
+        help="'cosine': spherical k-means for embeddings (rows scaled to unit length as read; distances "
+             "written are 1 - cosine) (default: euclidean)",
+    )
     fit.add_argument("--n-init", type=_n_init, default="auto", help="initialisations ('auto' or a number)")
     fit.add_argument("--max-iter", type=_positive_int, default=300, metavar="N")
     fit.add_argument("--tol", type=_non_negative_float, default=1e-4, metavar="T")
@@ -334,12 +339,13 @@ def run_fit(args: argparse.Namespace) -> int:
     model = KMeans(
         args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         random_state=args.seed, nan_policy=args.nan_policy, preprocessing=_scaler(args.scale),
+        metric=args.metric,
     )
     # Reading builds the graph and checks paths and columns from metadata: fail before starting a cluster.
     table = read(args.input, columns=args.columns, id_column=args.id_column, array=args.array)
     n, d = table.X.shape
     _progress(args.quiet, f"{table.source}: {n:,} rows x {d} features in {table.X.numblocks[0]} chunks")
-    if args.scale == "none":
+    if args.scale == "none" and args.metric == "euclidean":  # cosine only sees directions
         _warn_if_heavy_tailed(table)
     with dask_client(args.scheduler, args.quiet):
         with _step(args.quiet, "fit"), _iteration_log(args.quiet):
@@ -370,12 +376,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _model_and_its_input(args: argparse.Namespace):
     """The saved model, and INPUT read with the model's feature columns (checked against it)."""
-    from .io import load_model, read
+    from .io import load_model, read, source_columns
 
     model = load_model(args.model)
     names = getattr(model, "feature_names_in_", None)
     table = read(
-        args.input, columns=None if names is None else list(names), id_column=args.id_column,
+        args.input, columns=None if names is None else source_columns(names), id_column=args.id_column,
         array=args.array,
     )
     if table.X.shape[1] != model.n_features_in_:

@@ -92,3 +92,35 @@ def test_model_file_round_trip(tmp_path):
     assert loaded.metric == "cosine"
     np.testing.assert_array_equal(loaded.predict(X), km.labels_)
     np.testing.assert_allclose(loaded.transform(X), km.transform(X))
+
+
+def test_cli_fit_and_predict_with_metric_cosine_on_an_embedding_lake(tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X = _embeddings(n=2000, d=16, topics=4, seed=8).astype(np.float32)
+    column = pa.array(list(X), type=pa.list_(pa.float32(), 16))
+    pq.write_table(pa.table({"item_id": np.arange(len(X)), "embedding": column}), tmp_path / "items.parquet")
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", "dask_kmeans", *map(str, args)], capture_output=True,
+                                text=True, timeout=180)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    run("fit", tmp_path / "items.parquet", "-k", 4, "--metric", "cosine", "--columns", "embedding",
+        "--id-column", "item_id", "--seed", 0, "--model-out", tmp_path / "model.json", "--quiet")
+    # predict reads the model's features again: the list column its names emb[0] ... emb[15] came from
+    run("predict", tmp_path / "model.json", tmp_path / "items.parquet", "--id-column", "item_id",
+        "--labels-out", tmp_path / "labels.parquet", "--distances", "--quiet")
+    model = KMeans.load(tmp_path / "model.json")
+    assert model.metric == "cosine" and model.n_features_in_ == 16
+    import pandas as pd
+
+    written = pd.read_parquet(tmp_path / "labels.parquet").sort_values("item_id")
+    np.testing.assert_array_equal(written["label"], model.predict(X))
+    np.testing.assert_allclose(written["distance"], model.transform(X).min(axis=1), atol=1e-6)
+    assert "metric='cosine'" in run("info", tmp_path / "model.json").stdout

@@ -91,3 +91,10 @@ def test_two_id_columns_of_one_lake_are_two_arrays(tmp_path):
     topics = read(tmp_path / "x.parquet", columns=["a"], id_column="topic").ids
     assert items.name != topics.name
     assert [list(v) for v in dask.compute(items, topics)] == [[7, 8, 9], [0, 1, 0]]
+
+
+def test_source_columns_undo_the_expansion_of_list_columns():
+    from dask_kmeans.io import source_columns
+
+    names = ["a", "emb[0]", "emb[1]", "emb[2]", "b[1]", "x[0]", "c"]
+    assert source_columns(names) == ["a", "emb", "b[1]", "x[0]", "c"]

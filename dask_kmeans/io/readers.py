@@ -347,8 +347,31 @@ def read_parquet(
                     for i, piece in enumerate(pieces)}
         ids = da.Array(HighLevelGraph.from_collections(id_name, id_layer, dependencies=[]), id_name, rows,
                        dtype=id_dtype)
-    names = [n for f, width in spec for n in ([f] if width == 1 else [f"{f}[{i}]" for i in range(width)])]
-    return Table(X, _names(names), ids, id_column, source)
+    return Table(X, _names(expand_list_columns(spec)), ids, id_column, source)
+
+
+def expand_list_columns(spec: list[tuple[str, int]]) -> list[str]:
+    """Feature names of columns and their widths: a list column ``emb`` of 16 values is ``emb[0]`` to
+    ``emb[15]``. :func:`source_columns` is the inverse."""
+    return [n for f, width in spec for n in ([f] if width == 1 else [f"{f}[{i}]" for i in range(width)])]
+
+
+def source_columns(feature_names) -> list[str]:
+    """The columns to read for these feature names: ``emb[0]`` ... ``emb[15]`` is the list column ``emb``
+    (so that a model fitted on an embedding column reads it again by the names it keeps)."""
+    columns, i, names = [], 0, [str(n) for n in feature_names]
+    while i < len(names):
+        base, _, rest = names[i].rpartition("[")
+        width = 0
+        while base and i + width < len(names) and names[i + width] == f"{base}[{width}]":
+            width += 1
+        if base and rest == "0]" and width > 1:
+            columns.append(base)
+            i += width
+        else:
+            columns.append(names[i])
+            i += 1
+    return columns
 
 
 def _parquet_dtypes(footers: list, columns, id_column) -> pd.Series:
