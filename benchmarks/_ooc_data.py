@@ -202,3 +202,11 @@ def cached_fraction(path: str) -> float | None:
         return cached / total if total else None
     except (OSError, AttributeError, ValueError):
         return None
+
+
+def remove_stores(stores: list[Dataset], directory: str) -> None:
+    """Delete the stores a run wrote (unless it was asked to keep them), and their folder if now empty."""
+    for store in stores:
+        shutil.rmtree(store.path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)  # only if empty

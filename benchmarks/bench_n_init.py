@@ -61,11 +61,9 @@ peak RSS/worker (MiB)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -80,6 +78,7 @@ from _ooc_data import (
     cached_fraction,
     prepare_stores,
     read_array,
+    remove_stores,
     zarr_codecs,
 )
 from _ooc_measure import median_peaks, read_pass
@@ -188,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.close()
         if not args.keep:
-            for store in stores:
-                shutil.rmtree(store.path, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(args.dir)  # only if empty
+            remove_stores(stores, args.dir)
     print()
     print(format_table(rows, COLUMNS, args.markdown, text=("measurement", "passes", "n_iter_", "note")))
     print()

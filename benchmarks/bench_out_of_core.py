@@ -91,9 +91,7 @@ spilled to disk. A row whose measurement saw any of these says so in its note ("
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shutil
 import sys
 
 import dask
@@ -107,6 +105,7 @@ from _ooc_data import (
     initial_centers,
     prepare_stores,
     read_array,
+    remove_stores,
     zarr_codecs,
 )
 from _ooc_measure import (
@@ -216,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster.close()
         if not args.keep:
-            for ds in stores:
-                shutil.rmtree(ds.path, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(args.dir)  # only if empty
+            remove_stores(stores, args.dir)
     print()
     print(format_table(rows, COLUMNS, args.markdown, text=("data", "workers", "measurement", "note")))
     print()
