@@ -165,3 +165,34 @@ def test_a_chunk_too_big_for_the_workers_gets_an_error_naming_it():
                     r"chunk 1, holds 1,500,000 rows x 42 features = 481 MiB")
         with pytest.raises(WorkerDiedError, match=expected):
             KMeans(3, init=np.zeros((3, 42)) + np.arange(3)[:, None], max_iter=2).fit(X, persist=False)
+
+
+def test_one_parquet_file_larger_than_a_worker_streams_through_in_row_group_chunks(tmp_path):
+    # A Parquet file was one chunk, which killed workers smaller than the file; now chunks of whole row
+    # groups (about 32 MiB) stream through them. 832 MB in 52 row groups, two workers of 512 MiB (a worker
+    # holds about 330 MiB with numba's and arrow's code loaded, before any data).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, n_features, group_rows = tmp_path / "big.parquet", 32, 125_000
+    centers = np.random.default_rng(3).uniform(-10, 10, (8, n_features))
+    schema = pa.schema([(f"f{j}", pa.float32()) for j in range(n_features)])
+    with pq.ParquetWriter(path, schema, compression="none") as writer:
+        for g in range(52):
+            rng = np.random.default_rng([3, g])
+            noise = 2 * rng.standard_normal((group_rows, n_features))
+            block = centers[rng.integers(8, size=group_rows)] + noise
+            columns = list(block.astype(np.float32).T)
+            writer.write_table(pa.table(columns, schema=schema), row_group_size=group_rows)
+    table = read(str(path))
+    assert table.X.nbytes > 1.5 * 512 * 2**20 and len(table.X.chunks[0]) >= 13
+    assert max(table.X.chunks[0]) * n_features * 4 <= 64 * 2**20
+    C0 = np.asarray(table.X[::812_500][:8].compute(), dtype=np.float64)
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="512MiB") as client:
+        pids = _worker_pids(client)
+        _reset_peak_memory(client)
+        km = KMeans(8, init=C0, tol=0, max_iter=2, compute_labels=False).fit(table.X, persist=False)
+        assert _worker_pids(client) == pids, "a worker was restarted"
+        peak = _peak_memory(client)
+    assert max(peak.values()) < 512 * 2**20, {pid: f"{value / 2**20:.0f} MiB" for pid, value in peak.items()}
+    assert km.n_iter_ == 2 and np.isfinite(km.inertia_)

@@ -11,6 +11,7 @@ that are never features unless named, and can serve as the id column.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -127,37 +128,56 @@ def plan_pieces(files: list[ParquetFile], rows_per_chunk: int) -> list[Piece]:
 
 
 def read_features(piece: Piece, features: list[tuple[str, int]], dtype, storage_options) -> np.ndarray:
-    """The features of one chunk as an (n_rows, n_features) array; missing values are NaN."""
-    table = _read(piece, [name for name, _ in features if name not in piece.file.partition], storage_options)
+    """The features of one chunk as an (n_rows, n_features) array; missing values are NaN.
+
+    Read a row group at a time into the output: arrow holds about three times the bytes of what it
+    decodes at its peak, so reading a chunk whole would take several chunks' worth of worker memory.
+    """
     out = np.empty((piece.n_rows, sum(width for _, width in features)), dtype=dtype)
-    start = 0
-    for name, width in features:
-        if name in piece.file.partition:
-            out[:, start] = float(piece.file.partition[name])
-        elif width == 1 and not is_list_of_numbers(table.schema.field(name).type):
-            out[:, start] = _numbers(table.column(name).combine_chunks(), dtype)
-        else:
-            out[:, start : start + width] = _list_values(table.column(name).combine_chunks(), width, dtype,
-                                                         name, piece.file.shown)
-        start += width
+    columns = [name for name, _ in features if name not in piece.file.partition]
+    for rows, table in _row_groups(piece, columns, storage_options):
+        start = 0
+        for name, width in features:
+            if name in piece.file.partition:
+                out[rows, start] = float(piece.file.partition[name])
+            elif width == 1 and not is_list_of_numbers(table.schema.field(name).type):
+                out[rows, start] = _numbers(table.column(name).combine_chunks(), dtype)
+            else:
+                out[rows, start : start + width] = _list_values(
+                    table.column(name).combine_chunks(), width, dtype, name, piece.file.shown)
+            start += width
     return out
 
 
 def read_ids(piece: Piece, id_column: str, id_dtype, storage_options) -> np.ndarray:
     if id_column in piece.file.partition:
         return np.full(piece.n_rows, piece.file.partition[id_column]).astype(id_dtype)
-    column = _read(piece, [id_column], storage_options).column(id_column)
-    return np.asarray(column.to_numpy(), dtype=id_dtype)
+    parts = [np.asarray(table.column(id_column).to_numpy(), dtype=id_dtype)
+             for _, table in _row_groups(piece, [id_column], storage_options)]
+    return np.concatenate(parts)
 
 
-def _read(piece: Piece, columns: list[str], storage_options) -> pa.Table:
-    with fsspec.open(piece.file.path, "rb", **(storage_options or {})) as f:
-        table = pq.ParquetFile(f).read_row_groups(list(piece.row_groups), columns=columns)
-    if table.num_rows != piece.n_rows:
-        # The chunk sizes were promised from the footer; a mismatch would silently misalign labels and ids.
-        raise RuntimeError(f"Read {table.num_rows} rows from {piece.file.shown}, whose footer promised "
-                           f"{piece.n_rows}.")
-    return table
+def _row_groups(piece: Piece, columns: list[str], storage_options):
+    """Each row group of the piece as (the slice of the chunk's rows it fills, an arrow table)."""
+    with contextlib.ExitStack() as stack:
+        if "://" in piece.file.path:
+            source = stack.enter_context(fsspec.open(piece.file.path, "rb", **(storage_options or {})))
+        else:
+            source = piece.file.path  # arrow reads local files itself, without Python file objects
+        parquet = pq.ParquetFile(source)
+        start = 0
+        for g in piece.row_groups:
+            # One thread: dask runs a task per core already, and arrow's threads would hold more buffers.
+            table = parquet.read_row_group(g, columns=columns, use_threads=False)
+            if table.num_rows != piece.file.row_groups[g]:
+                # The chunk sizes were promised by the footer; a mismatch would misalign labels and ids.
+                raise RuntimeError(f"Read {table.num_rows} rows from row group {g} of {piece.file.shown}, "
+                                   f"whose footer promised {piece.file.row_groups[g]}.")
+            yield slice(start, start + table.num_rows), table
+            start += table.num_rows
+            del table
+            # arrow's allocator keeps the pages it freed: give them back before the next row group.
+            pa.default_memory_pool().release_unused()
 
 
 def _numbers(values: pa.Array, dtype) -> np.ndarray:
@@ -188,7 +208,8 @@ def first_list_width(file: ParquetFile, name: str, storage_options) -> int:
     for g, rows in enumerate(file.row_groups):
         if not rows:
             continue
-        column = _read(Piece(file, (g,), rows), [name], storage_options).column(name).combine_chunks()
+        [(_, table)] = _row_groups(Piece(file, (g,), rows), [name], storage_options)
+        column = table.column(name).combine_chunks()
         lengths = pc.list_value_length(column).drop_null()
         if len(lengths):
             return int(lengths[0].as_py())
