@@ -339,28 +339,6 @@ def test_cli_choose_k_fit_and_profile(small_lake, tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
-def test_notebook_runs(tmp_path, monkeypatch):
-    """Run the notebook's code cells in order, as a kernel would, at a small size."""
-    notebook = json.loads((EXAMPLES / "customer_segmentation.ipynb").read_text())
-    cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-    assert cells and all(not c.get("outputs") or c.get("execution_count") for c in cells)
-    monkeypatch.setenv("DEMO_CUSTOMERS", "30000")
-    monkeypatch.setenv("DEMO_OUT", str(tmp_path))
-    monkeypatch.chdir(EXAMPLES)
-    namespace: dict = {"__name__": "__main__"}
-    try:
-        for cell in cells:
-            source = "".join(cell["source"])
-            exec(compile(source, "customer_segmentation.ipynb", "exec"), namespace)  # noqa: S102
-        assert namespace["selection"].suggested_k == 5
-        assert (tmp_path / "segments.parquet").exists()
-    finally:
-        client = namespace.get("client")
-        if client is not None:
-            client.close()
-            client.cluster.close()
-
-
 def test_a_model_file_with_a_broken_scaler_is_refused(tmp_path):
     X = _spend(2000, seed=7)
     model = KMeans(3, random_state=0, preprocessing=StandardScaler(log1p=True)).fit(X)
