@@ -97,6 +97,8 @@ def _model_document(model) -> dict:
             {**_scaler_params(model.preprocessing_), **model.preprocessing_._state()}
             if hasattr(model, "preprocessing_") else None
         ),
+        # Optional (absent from older files): the column of the training data that identified its rows.
+        "id_column": None if getattr(model, "id_column_", None) is None else str(model.id_column_),
     }
 
 
@@ -260,4 +262,9 @@ def _model_from_document(cls: type, document: dict, path: str):
     if feature_names is not None:
         # scikit-learn keeps feature names as an object array of str.
         model.feature_names_in_ = np.array(feature_names, dtype=object)
+    id_column = document.get("id_column")
+    if id_column is not None:
+        if not isinstance(id_column, str):
+            raise _not_a_model_file(path, '"id_column" is not a string')
+        model.id_column_ = id_column
     return model

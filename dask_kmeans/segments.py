@@ -253,7 +253,36 @@ def profile(
     return table
 
 
-def _cell(value) -> str:
+def number_segments_by_size(model):
+    """Renumber a fitted model's segments by size, 0 the largest (ties keep their order), in place.
+
+    Reorders ``cluster_centers_`` and maps ``labels_`` (which it needs: the sizes come from them, with no
+    pass over the data; -1, a row left out, stays -1). ``KMeans`` itself keeps scikit-learn's arbitrary
+    order; ``dask-kmeans fit`` calls this before it saves the model and writes labels, so that segment
+    ids are stable from run to run and read largest first. Returns ``model``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> m = SimpleNamespace(cluster_centers_=np.array([[0.0], [5.0]]), labels_=np.array([0, 1, 1, -1]))
+    >>> number_segments_by_size(m).cluster_centers_.ravel().tolist(), m.labels_.tolist()
+    ([5.0, 0.0], [1, 0, 0, -1])
+    """
+    if not hasattr(model, "labels_"):
+        raise NotFittedError("number_segments_by_size needs the fit's labels_ (compute_labels=True).")
+    labels = np.asarray(model.labels_)
+    k = len(model.cluster_centers_)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    order = np.argsort(-sizes, kind="stable")
+    new_label = np.empty(k + 1, dtype=labels.dtype)
+    new_label[order] = np.arange(k)
+    new_label[k] = -1  # a row left out (nan_policy="omit") keeps -1: new_label[-1]
+    model.cluster_centers_ = model.cluster_centers_[order]
+    model.labels_ = new_label[labels]
+    return model
+
+
+def format_number(value) -> str:
     """A mean for a terminal: thousands separated and no decimals from 100 up, 3 significant digits below."""
     value = float(value)
     if not np.isfinite(value):
@@ -274,7 +303,7 @@ def format_profile(table, *, top: int | None = None) -> str:
         "size": [f"{int(size):,}" for size in ordered["size"]],
         "share": [f"{share:.1%}" for share in ordered["share"]],
     }
-    means = {f"  {name}": [_cell(v) for v in ordered[f"mean_{name}"]] for name in names}
+    means = {f"  {name}": [format_number(v) for v in ordered[f"mean_{name}"]] for name in names}
     headers = [str(segment) for segment in ordered.index]
     widths = [
         max(len(headers[i]), *(len(cells[i]) for cells in (*rows.values(), *means.values())))

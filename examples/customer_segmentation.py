@@ -106,7 +106,7 @@ def run(n_customers: int, out: str, *, seed: int = 0, k_range=range(2, 9), quiet
     from dask_kmeans import choose_k, profile
     from dask_kmeans.io import read, write_labels
     from dask_kmeans.preprocessing import StandardScaler
-    from dask_kmeans.segments import format_profile
+    from dask_kmeans.segments import format_profile, number_segments_by_size
 
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     os.makedirs(out, exist_ok=True)
@@ -125,6 +125,7 @@ def run(n_customers: int, out: str, *, seed: int = 0, k_range=range(2, 9), quiet
 
     t = time.perf_counter()
     model = selection.model(random_state=seed).fit(table)
+    number_segments_by_size(model)  # segment 0 the largest, as the CLI numbers them
     say(f"\nFitted k={selection.suggested_k} in {time.perf_counter() - t:.1f}s ({model.n_iter_} Lloyd "
         f"iteration{'s' if model.n_iter_ != 1 else ''} from the sweep's centres).")
     segments = profile(model, table, random_state=seed)
@@ -142,7 +143,8 @@ def run(n_customers: int, out: str, *, seed: int = 0, k_range=range(2, 9), quiet
     except ImportError as error:  # matplotlib is an optional extra
         say(f"\nNo plots: {error}")
     else:
-        plot_paths = save_plots(os.path.join(out, "plots"), selection=selection, profile=segments)
+        plot_paths = save_plots(os.path.join(out, "plots"), selection=selection, profile=segments,
+                                id_column=table.id_name)
     say(f"\nOutputs under {out}/:\n  segments: {labels_path} (customer_id, label)\n  model: {model_path}\n"
         f"  profile: {profile_path}" + "".join(f"\n  plot: {p}" for p in plot_paths))
     say(f"Total {time.perf_counter() - started:.1f}s.")

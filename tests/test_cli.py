@@ -6,8 +6,10 @@ two ``dask worker`` processes started here on 127.0.0.1; every error path with i
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +21,10 @@ import pandas as pd
 import pytest
 import zarr
 
-from dask_kmeans.io import load_model
+from dask_kmeans import KMeans
+from dask_kmeans.cli import build_parser
+from dask_kmeans.io import load_model, read, save_model
+from dask_kmeans.preprocessing import StandardScaler
 
 from .conftest import LeakError, kill_processes, make_blobs, wait_for_processes_to_exit
 
@@ -61,14 +66,45 @@ def test_fit_on_the_embedded_default(lake, fitted):
     result, out = fitted
     assert result.returncode == 0, result.stderr
     assert "local cluster" in result.stderr and "Iteration 1:" in result.stderr
-    assert "model:" in result.stdout
+    assert "model:" in result.stdout and "seed 0" in result.stdout
     _, frame = lake
     model = load_model(out / "model.json")
     assert list(model.feature_names_in_) == FEATURES
+    assert model.random_state == 0 and model.id_column_ == "customer_id"
     written = pd.read_parquet(out / "labels.parquet")
     assert list(written.columns) == ["customer_id", "label"]
     np.testing.assert_array_equal(written["customer_id"], frame["customer_id"])
     np.testing.assert_array_equal(written["label"], model.predict(frame[FEATURES]))
+    # Segments numbered by size, 0 the largest, in the model and the labels alike.
+    sizes = np.bincount(written["label"], minlength=3)
+    assert list(sizes) == sorted(sizes, reverse=True)
+    assert "segments by size: " + ", ".join(f"{j}: {n:,}" for j, n in enumerate(sizes)) in result.stdout
+
+
+def test_fit_gives_the_same_segments_by_default(lake, fitted, tmp_path):
+    """No --seed: the default seed (0), so the same command gives the same, size-ordered, segments."""
+    root, _ = lake
+    _, out = fitted
+    result = run_cli("fit", root, "-k", 3, "--model-out", tmp_path / "model.json", "--id-column",
+                     "customer_id", "--quiet")
+    assert result.returncode == 0, result.stderr
+    again, first = load_model(tmp_path / "model.json"), load_model(out / "model.json")
+    np.testing.assert_array_equal(again.cluster_centers_, first.cluster_centers_)
+    # The estimator on the same chunks and seed finds the same centres, in its own order: the CLI orders
+    # them by size.
+    reference = KMeans(3, random_state=0).fit(read(root, id_column="customer_id"))
+    by_size = np.argsort(-np.bincount(reference.labels_, minlength=3), kind="stable")
+    np.testing.assert_allclose(again.cluster_centers_, reference.cluster_centers_[by_size], rtol=1e-9)
+
+
+def test_an_id_like_feature_is_an_error_that_names_the_flag(lake, tmp_path):
+    root, _ = lake
+    for command in (["fit", root, "-k", 3, "--model-out", tmp_path / "model.json"],
+                    ["choose-k", root, "--k-range", "2:3"]):
+        result = run_cli(*command, "--quiet")
+        _assert_error(result, 1, "pass --id-column customer_id")
+        assert "customer_id" in result.stderr and "id_column=" not in result.stderr
+    assert not (tmp_path / "model.json").exists()
 
 
 def test_predict_and_info(lake, fitted, tmp_path):
@@ -79,16 +115,78 @@ def test_predict_and_info(lake, fitted, tmp_path):
     result = run_cli("predict", model_path, root, "--labels-out", labels_out, "--distances", "--quiet")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+    assert "with their ids (customer_id)" in result.stdout  # the model's id column, without --id-column
     model = load_model(out / "model.json")
     group = zarr.open_group(labels_out, mode="r")
     np.testing.assert_array_equal(group["labels"][:], model.predict(frame[FEATURES]))
     expected = model.transform(frame[FEATURES]).min(axis=1)
     np.testing.assert_allclose(group["distances"][:], expected, rtol=1e-6)
 
+    np.testing.assert_array_equal(group["ids"][:], frame["customer_id"])
+
     info = run_cli("info", out / "model.json")
     assert info.returncode == 0 and "3 clusters, 4 features" in info.stdout and "grocery" in info.stdout
+    assert "id column: customer_id" in info.stdout and "scaled" not in info.stdout
     described = json.loads(run_cli("info", out / "model.json", "--json").stdout)
     assert described["n_clusters"] == 3 and described["feature_names"] == FEATURES
+    assert described["id_column"] == "customer_id" and described["centers_scaled"] is False
+
+
+def test_predict_without_the_models_id_column_warns_and_writes_labels(lake, fitted, tmp_path):
+    _, frame = lake
+    _, out = fitted
+    frame[FEATURES].to_csv(tmp_path / "new.csv", index=False)
+    result = run_cli("predict", out / "model.json", tmp_path / "new.csv", "--labels-out",
+                     tmp_path / "l.parquet", "--quiet")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "the model's id column 'customer_id' is not in" in warnings[0]
+    assert warnings[0].startswith("dask-kmeans: warning: ") and "UserWarning" not in result.stderr
+    written = pd.read_parquet(tmp_path / "l.parquet")
+    assert list(written.columns) == ["label"]
+    # profile needs no ids: no warning. Its columns come largest first, and so in segment order.
+    prof = run_cli("profile", out / "model.json", tmp_path / "new.csv", "--quiet")
+    assert prof.returncode == 0 and prof.stderr == "", prof.stderr
+    assert prof.stdout.splitlines()[0].split() == ["segment", "0", "1", "2"]
+
+
+def test_info_shows_scaled_centres_in_the_datas_units_too(lake, tmp_path):
+    _, frame = lake
+    model = KMeans(3, random_state=0, preprocessing=StandardScaler()).fit(frame[FEATURES])
+    save_model(model, tmp_path / "scaled.json")
+    text = run_cli("info", tmp_path / "scaled.json")
+    assert text.returncode == 0, text.stderr
+    assert "centres in scaled units (StandardScaler()" in text.stdout
+    assert "centres in the data's units:" in text.stdout
+    described = json.loads(run_cli("info", tmp_path / "scaled.json", "--json").stdout)
+    assert described["centers_scaled"] is True
+    data_units = np.array(described["cluster_centers_data_units"])
+    np.testing.assert_allclose(data_units, model.preprocessing_.inverse_transform(model.cluster_centers_))
+    assert 40 < data_units.mean() < 60  # the lake's spending is around 50 a category
+    # Printed as profile prints its means.
+    assert f"{data_units[0, 0]:.3g}" in text.stdout
+
+
+def test_choose_k_shows_progress_and_says_k_once(lake, tmp_path):
+    root, _ = lake
+    result = run_cli("choose-k", root, "--k-range", "2:4", "--id-column", "customer_id")
+    assert result.returncode == 0, result.stderr
+    assert "dask-kmeans: k=2: Iteration 1:" in result.stderr and "k=4: Iteration 1:" in result.stderr
+    assert "Run 0:" not in result.stderr
+    (suggested,) = [line for line in result.stdout.splitlines() if line.startswith("suggested")]
+    k = re.search(r"k=(\d+)", suggested).group(1)  # the suggested k comes first, and only once
+    assert suggested.count(f"k={k}") == 1 and not re.match(r"suggested k=\d+: k=", suggested), suggested
+    assert "seed 0" in result.stdout
+
+
+def test_piping_into_head_ends_quietly(fitted):
+    _, out = fitted
+    # The reader has gone before the command writes: what `| head -1` does to a longer output.
+    process = subprocess.Popen([sys.executable, "-m", "dask_kmeans", "info", out / "model.json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0 and stderr == "", stderr
 
 
 def _free_port() -> int:
@@ -169,6 +267,7 @@ def _assert_error(result: subprocess.CompletedProcess, code: int, message: str) 
     assert result.returncode == code, (result.returncode, result.stderr)
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert "[Errno" not in result.stderr, result.stderr
 
 
 def test_unreachable_scheduler_fails_fast(lake, tmp_path):
@@ -202,6 +301,7 @@ def test_unreachable_scheduler_fails_fast(lake, tmp_path):
         (["fit", "{root}", "-k", "2", "--model-out", "{tmp}/m.json", "--resume", "--checkpoint", "{tmp}/c"],
          1, "no checkpoint at"),
         (["predict", "{tmp}/absent.json", "{root}", "--labels-out", "{tmp}/l.parquet"], 1, "absent.json"),
+        (["info", "{tmp}/absent.json"], 1, "No model file at this path: "),
     ],
 )
 def test_error_paths(lake, tmp_path, args, code, message):
@@ -256,6 +356,7 @@ def test_progress_bar_for_long_passes(lake, fitted, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "% Completed" in result.stderr and "% Completed" not in result.stdout
     assert result.stdout.splitlines()[0].startswith("labelled 3,000 rows")
+    assert list(pd.read_parquet(tmp_path / "l.parquet").columns) == ["customer_id", "label"]
 
 
 def test_help_and_version():
@@ -264,11 +365,39 @@ def test_help_and_version():
     for command in ("fit", "predict", "info"):
         assert run_cli(command, "--help").returncode == 0
     assert run_cli("--version").stdout.startswith("dask-kmeans ")
+    fit_help = run_cli("fit", "--help").stdout
+    for shown in ("(default: 300)", "(default: 0.0001)", "(default: k-means||)", "(default: 0)",
+                  "(default: auto)", "(default: none)", "numbered by size"):
+        assert shown in " ".join(fit_help.split()), shown
 
 
-def test_warnings_are_one_line(lake, tmp_path):
-    root, _ = lake
-    result = run_cli("fit", root, "-k", 3, "--model-out", tmp_path / "model.json", "--seed", 0, "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "dask-kmeans: warning: Column(s) ['customer_id']" in result.stderr
-    assert "UserWarning" not in result.stderr
+def test_every_option_with_a_default_shows_it():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = " ".join(command.format_help().split())
+        for action in command._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (name, action.option_strings)  # every option says what it does
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in action.help or f"(default: {action.default})" in text, (
+                    name, action.option_strings,
+                )
+
+
+def test_segments_are_renumbered_by_size_with_their_labels():
+    from types import SimpleNamespace
+
+    from dask_kmeans.segments import number_segments_by_size
+
+    centers = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    labels = np.array([0, 1, 1, 2, 2, 2, -1, 3, 3, 1, 2], dtype=np.int32)  # sizes 1, 3, 4, 2; one left out
+    model = SimpleNamespace(cluster_centers_=centers.copy(), labels_=labels.copy())
+    assert number_segments_by_size(model) is model
+    np.testing.assert_array_equal(model.cluster_centers_, centers[[2, 1, 3, 0]])
+    np.testing.assert_array_equal(model.labels_, [3, 1, 1, 0, 0, 0, -1, 2, 2, 1, 0])
+    assert model.labels_.dtype == np.int32
+    # Every row keeps its centre.
+    kept = labels >= 0
+    np.testing.assert_array_equal(model.cluster_centers_[model.labels_[kept]], centers[labels[kept]])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -40,6 +41,7 @@ DOCUMENTED_FIELDS = {
     "converged",
     "history",
     "preprocessing",
+    "id_column",
 }
 
 
@@ -371,3 +373,27 @@ def test_estimator_save_and_load_methods(tmp_path):
     loaded = KMeans.load(path)
     assert np.array_equal(loaded.cluster_centers_, model.cluster_centers_)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_id_column_round_trips_and_older_files_without_it_still_load(tmp_path):
+    model, X = fitted_model(random_state=0)
+    document = json.loads(Path(save_model(model, tmp_path / "plain.json")).read_text())
+    assert document["id_column"] is None
+    assert not hasattr(load_model(tmp_path / "plain.json"), "id_column_")
+
+    model.id_column_ = "customer_id"
+    path = save_model(model, tmp_path / "with-id.json")
+    assert json.loads(Path(path).read_text())["id_column"] == "customer_id"
+    assert load_model(path).id_column_ == "customer_id"
+
+    older = dict(document)
+    del older["id_column"]  # a file written before the field existed
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    loaded = load_model(tmp_path / "older.json")
+    assert not hasattr(loaded, "id_column_")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+    document["id_column"] = 7
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match='"id_column" is not a string'):
+        load_model(tmp_path / "bad.json")

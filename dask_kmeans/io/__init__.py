@@ -11,10 +11,10 @@
 
 from .._atomic import OutputExistsError, atomic_output
 from .model import load_model, save_model
-from .readers import Table, read, source_columns
+from .readers import IdLikeColumnWarning, Table, read, source_columns
 from .writers import write_labels
 
 __all__ = [
-    "OutputExistsError", "Table", "atomic_output", "load_model", "read", "save_model", "source_columns",
-    "write_labels",
+    "IdLikeColumnWarning", "OutputExistsError", "Table", "atomic_output", "load_model", "read", "save_model",
+    "source_columns", "write_labels",
 ]

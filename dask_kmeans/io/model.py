@@ -38,6 +38,10 @@ field                     meaning                                               
                           ``inertia``, ``center_shift``, ``relative_shift``, ...); a NaN or    objects
                           infinity there (a relative shift of data with zero variance) is
                           stored as ``null`` and loads back as NaN
+``id_column``             ``id_column_`` (optional; absent or ``null`` without one): the       string, null
+                          column that identified the training rows (``fit --id-column`` of
+                          the command line sets it), so that ``predict`` and ``profile``
+                          carry it to their outputs. Files without it load as before
 ========================  ===================================================================  ==============
 
 NaN and infinity are not JSON. The centres and inertia of a fitted model never hold them; writing refuses
@@ -128,9 +132,9 @@ def load_model(path: str | os.PathLike, *, storage_options: dict | None = None) 
     -------
     model : KMeans
         The estimator with its parameters and fitted attributes (``cluster_centers_`` in the stored
-        dtype, ``inertia_``, ``n_iter_``, ``converged_``, ``history_``, ``n_features_in_`` and, when it
-        was saved, ``feature_names_in_``), ready for ``predict``, ``transform`` and ``score``. It has no
-        ``labels_``.
+        dtype, ``inertia_``, ``n_iter_``, ``converged_``, ``history_``, ``n_features_in_`` and, when they
+        were saved, ``feature_names_in_`` and ``id_column_``), ready for ``predict``, ``transform`` and
+        ``score``. It has no ``labels_``.
 
     Raises
     ------

@@ -59,6 +59,13 @@ _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 _PANDAS_INDEX_PREFIX = "__index_level_"
 
 
+class IdLikeColumnWarning(UserWarning):
+    """An integer column named like an id (``customer_id``) is about to be clustered as a feature; its
+    ``columns`` attribute names them."""
+
+    columns: list = []
+
+
 @dataclass(frozen=True)
 class Table:
     """What a reader found: the features as a dask array, their names, and an id column aligned with them.
@@ -614,13 +621,13 @@ def _select_features(dtypes: pd.Series, columns, id_column, source: str) -> tupl
         id_like = [c for c in features if _looks_like_an_id(c, dtypes[c])]
         if id_like:
             # An id clustered as a feature dominates the distances and silently ruins the clusters.
-            warnings.warn(
+            warning = IdLikeColumnWarning(
                 f"Column(s) {id_like} of {source} look like identifiers but will be clustered as features. "
                 f"Pass id_column={id_like[0]!r} to carry it to the outputs instead, or columns=[...] to "
-                "choose the features.",
-                UserWarning,
-                stacklevel=4,
+                "choose the features."
             )
+            warning.columns = id_like
+            warnings.warn(warning, stacklevel=4)
         if not features:
             raise ValueError(
                 f"{source} has no numeric columns to cluster (columns and dtypes: "
