@@ -654,7 +654,8 @@ def run_profile(args: argparse.Namespace) -> int:
     if plots:
         from .plots import save_plots
 
-        save_plots(args.plots, profile=segments)
+        # "customers" on the sizes chart when an id column names the rows (the model's, or --id-column)
+        save_plots(args.plots, profile=segments, id_column=table.id_name)
     if args.json:
         print(segments.reset_index().to_json(orient="records", indent=2))
         return EXIT_OK
