@@ -479,3 +479,14 @@ def test_an_id_like_column_read_as_a_feature_is_warned_about(tmp_path):
         read(frame.rename(columns={"customer_id": "userIdx"}))  # not an id by its name
     with pytest.warns(UserWarning, match="userId"):
         read(frame.rename(columns={"customer_id": "userId"}))
+
+
+def test_a_zarr_array_in_one_big_shard_is_read_in_chunks_of_its_inner_chunks(tmp_path):
+    X = np.random.default_rng(5).standard_normal((200_000, 8))
+    z = zarr.create_array(tmp_path / "sharded.zarr", shape=X.shape, chunks=(5_000, 8), shards=(200_000, 8),
+                          dtype="f8")
+    z[:] = X
+    table = read(tmp_path / "sharded.zarr")
+    # The whole array is one shard; dask chunks follow row_chunk_size (50,000 rows here), in inner chunks.
+    assert table.X.chunks[0] == (50_000,) * 4
+    np.testing.assert_array_equal(table.X.compute(), X)

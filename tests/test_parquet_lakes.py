@@ -98,3 +98,4 @@ def test_source_columns_undo_the_expansion_of_list_columns():
 
     names = ["a", "emb[0]", "emb[1]", "emb[2]", "b[1]", "x[0]", "c"]
     assert source_columns(names) == ["a", "emb", "b[1]", "x[0]", "c"]
+

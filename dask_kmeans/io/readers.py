@@ -204,8 +204,10 @@ def read_zarr(
     feature_names = _zarr_feature_names(arr, shown)
     float_dtype = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
     n_samples, n_features = arr.shape
-    # Read whole store chunks (or shards) per task; only group them into larger dask chunks.
-    store_rows = (arr.shards or arr.chunks)[0]
+    # Read whole store chunks per task, grouped into dask chunks of about row_chunk_size's bytes. In a
+    # sharded array the unit is the inner chunk (zarr reads inner chunks of a shard on their own): a shard
+    # may be far larger than a worker's memory.
+    store_rows = arr.chunks[0]
     rows = row_chunk_size(n_samples, n_features, float_dtype.itemsize, store_rows)
     reader = ChunkNamingReader(arr, shown)
     name = "read-zarr-" + dask.base.tokenize(store, arr.path, arr.shape, arr.chunks, str(arr.metadata))
