@@ -677,12 +677,30 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"dask-kmeans: warning: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _client_logs_quiet(debug: bool):
+    """Without --debug, keep distributed's client from logging tracebacks (a lost scheduler logs several):
+    the command's own error says what happened, on one line."""
+    client_logger = logging.getLogger("distributed.client")
+
+    def critical_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
+
+    # A filter, not a level: distributed sets its loggers' levels when it is imported (later, lazily).
+    if not debug:
+        client_logger.addFilter(critical_only)
+    try:
+        yield
+    finally:
+        client_logger.removeFilter(critical_only)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits with 2 on usage errors
     try:
         # A dask progress bar on stderr for passes that take more than a second; warnings as one line.
         with dask.config.set({"dask-kmeans.progress": not getattr(args, "quiet", True)}), \
-                warnings.catch_warnings():
+                warnings.catch_warnings(), _client_logs_quiet(args.debug):
             warnings.showwarning = _show_warning
             code = COMMANDS[args.command](args)
             sys.stdout.flush()  # here, so that a closed pipe shows now and not at exit

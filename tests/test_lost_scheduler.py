@@ -84,3 +84,51 @@ def test_killed_scheduler_gives_one_clear_error_and_the_checkpoint_resumes_on_a_
     np.testing.assert_array_equal(resumed.cluster_centers_, uninterrupted.cluster_centers_)
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
     assert resumed.n_iter_ == uninterrupted.n_iter_ and not checkpoint.exists()
+
+
+def test_the_cli_says_so_in_one_line_and_the_same_command_resumes_on_a_new_scheduler(tmp_path):
+    import zarr
+
+    rng = np.random.default_rng(4)
+    X = (rng.standard_normal((1_600_000, 8)) + 3 * rng.integers(0, 4, (1_600_000, 1))).astype(np.float32)
+    zarr.create_array(tmp_path / "lake.zarr", shape=X.shape, chunks=(100_000, 8), dtype="f4")[:] = X
+    checkpoint = tmp_path / "fit.checkpoint.json"
+
+    def command(address, model):
+        return [sys.executable, "-m", "dask_kmeans", "fit", str(tmp_path / "lake.zarr"), "-k", "6",
+                "--tol", "0", "--max-iter", "60", "--seed", "0", "--model-out", str(tmp_path / model),
+                "--checkpoint", str(checkpoint), "--scheduler", address, "--quiet"]
+
+    first = DaskProcesses(n_workers=1, cwd=tmp_path)
+    child = subprocess.Popen(command(first.address, "model.json"), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _iterations(checkpoint) < 3 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        assert child.poll() is None and _iterations(checkpoint) >= 3, "the fit ended before it was stopped"
+        first.kill_scheduler()
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        first.stop()
+    lines = stderr.strip().splitlines()
+    assert child.returncode == 1 and len(lines) == 1, stderr[-2000:]
+    expected = f"dask-kmeans: error: Lost the connection to the Dask scheduler at {first.address}"
+    assert lines[0].startswith(expected), stderr[-2000:]
+
+    second = DaskProcesses(n_workers=1, cwd=tmp_path)
+    try:
+        resumed = subprocess.run([*command(second.address, "model.json"), "--resume"], capture_output=True,
+                                 text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        checkpoint_left = checkpoint.exists()
+        fresh = subprocess.run(command(second.address, "fresh.json"), capture_output=True, text=True,
+                               timeout=300)
+        assert fresh.returncode == 0, fresh.stderr
+    finally:
+        second.stop()
+    assert not checkpoint_left
+    a, b = KMeans.load(tmp_path / "model.json"), KMeans.load(tmp_path / "fresh.json")
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert a.n_iter_ == b.n_iter_
