@@ -38,6 +38,25 @@ def _iterations(checkpoint) -> int:
         return 0
 
 
+def _kill_the_scheduler_mid_fit(child_command: list, cluster: DaskProcesses, checkpoint):
+    """Run the child fit, SIGKILL the scheduler once the checkpoint holds three iterations, stop the
+    cluster; the child's return code, its stderr and the seconds it took to fail after the kill."""
+    child = subprocess.Popen(child_command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _iterations(checkpoint) < 3 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        assert child.poll() is None and _iterations(checkpoint) >= 3, "the fit ended before it was stopped"
+        cluster.kill_scheduler()
+        killed_at = time.monotonic()
+        _, stderr = child.communicate(timeout=60)
+        return child.returncode, stderr, time.monotonic() - killed_at
+    finally:
+        if child.poll() is None:
+            child.kill()
+        cluster.stop()
+
+
 def test_killed_scheduler_gives_one_clear_error_and_the_checkpoint_resumes_on_a_new_one(tmp_path):
     checkpoint = tmp_path / "fit.checkpoint.json"
     first = DaskProcesses(n_workers=1, cwd=tmp_path)
@@ -49,21 +68,9 @@ def test_killed_scheduler_gives_one_clear_error_and_the_checkpoint_resumes_on_a_
             KMeans(**PARAMS).fit(X, persist=False, checkpoint={str(checkpoint)!r})
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while _iterations(checkpoint) < 3 and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.05)
-        assert child.poll() is None and _iterations(checkpoint) >= 3, "the fit ended before it was stopped"
-        first.kill_scheduler()
-        killed_at = time.monotonic()
-        _, stderr = child.communicate(timeout=60)
-        waited = time.monotonic() - killed_at
-    finally:
-        if child.poll() is None:
-            child.kill()
-        first.stop()
-    assert child.returncode != 0 and waited < 30  # distributed cancels a lost client's futures at once
+    child = [sys.executable, "-c", script]
+    returncode, stderr, waited = _kill_the_scheduler_mid_fit(child, first, checkpoint)
+    assert returncode != 0 and waited < 30  # distributed cancels a lost client's futures at once
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("dask_kmeans._passes.SchedulerLostError: Lost the connection to the Dask "
                                 f"scheduler at {first.address} during a pass"), stderr[-2000:]
@@ -100,20 +107,10 @@ def test_the_cli_says_so_in_one_line_and_the_same_command_resumes_on_a_new_sched
                 "--checkpoint", str(checkpoint), "--scheduler", address, "--quiet"]
 
     first = DaskProcesses(n_workers=1, cwd=tmp_path)
-    child = subprocess.Popen(command(first.address, "model.json"), stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while _iterations(checkpoint) < 3 and time.monotonic() < deadline and child.poll() is None:
-            time.sleep(0.05)
-        assert child.poll() is None and _iterations(checkpoint) >= 3, "the fit ended before it was stopped"
-        first.kill_scheduler()
-        _, stderr = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        first.stop()
+    child = command(first.address, "model.json")
+    returncode, stderr, _ = _kill_the_scheduler_mid_fit(child, first, checkpoint)
     lines = stderr.strip().splitlines()
-    assert child.returncode == 1 and len(lines) == 1, stderr[-2000:]
+    assert returncode == 1 and len(lines) == 1, stderr[-2000:]
     expected = f"dask-kmeans: error: Lost the connection to the Dask scheduler at {first.address}"
     assert lines[0].startswith(expected), stderr[-2000:]
 
