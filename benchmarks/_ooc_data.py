@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import dask
 import dask.array as da
 import numpy as np
-from _cluster import N_WORKERS
+from _cluster import N_WORKERS, Cluster
 from _common import PeakRSS, blob_parameters, fill_blobs, fmt, pick_initial_centers, progress
 
 N_FEATURES = 32
@@ -204,9 +204,39 @@ def cached_fraction(path: str) -> float | None:
         return None
 
 
-def remove_stores(stores: list[Dataset], directory: str) -> None:
-    """Delete the stores a run wrote (unless it was asked to keep them), and their folder if now empty."""
-    for store in stores:
-        shutil.rmtree(store.path, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(directory)  # only if empty
+@contextlib.contextmanager
+def stores_on_a_cluster(datasets: list[Dataset], directory: str, worker_memory: int, keep: bool):
+    """Write (or reuse) the stores, say so, and start the cluster the measurements run on.
+
+    At exit the cluster is closed and, unless ``keep``, the stores this run may delete are deleted (and
+    their folder, if then empty), whether the measurements ended or failed.
+    """
+    cluster, stores = None, []
+    try:
+        lines, stores = prepare_stores(datasets, directory)
+        print(f"{'store' if len(datasets) == 1 else 'stores'}: {zarr_codecs(datasets[-1].path)}; chunks of "
+              f"{STORE_CHUNK_ROWS:,} rows")
+        for line in lines:
+            print(line)
+        progress("starting the cluster")
+        cluster = Cluster(worker_memory)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
+        if not keep:
+            for store in stores:
+                shutil.rmtree(store.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)  # only if empty
+
+
+def print_report(table: str, lines: list[str], kept_in: str | None) -> None:
+    """The results table, the lines under it, and where the stores were kept (if they were)."""
+    print()
+    print(table)
+    print()
+    for line in lines:
+        print(line)
+    if kept_in:
+        print(f"stores kept under {kept_in}")

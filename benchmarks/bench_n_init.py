@@ -76,10 +76,9 @@ from _ooc_data import (
     STORE_CHUNK_ROWS,
     Dataset,
     cached_fraction,
-    prepare_stores,
+    print_report,
     read_array,
-    remove_stores,
-    zarr_codecs,
+    stores_on_a_cluster,
 )
 from _ooc_measure import median_peaks, read_pass
 
@@ -169,32 +168,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{init_rounds}; {args.repeats} round(s), medians")
     print(flush=True)
 
-    cluster = None
-    stores: list[Dataset] = []
-    try:
-        gen_lines, stores = prepare_stores([ds], args.dir)
-        print(f"store: {zarr_codecs(ds.path)}; chunks of {STORE_CHUNK_ROWS:,} rows")
-        for line in gen_lines:
-            print(line)
+    with stores_on_a_cluster([ds], args.dir, args.worker_memory, args.keep) as cluster:
         cached = cached_fraction(ds.path)
-        progress("starting the cluster")
-        cluster = Cluster(args.worker_memory)
         with quiet_warnings():
             results = measure(cluster, args, ds)
         rows, summary = report(args, ds, results, init_rounds, cached)
         health = cluster.health()
-    finally:
-        if cluster is not None:
-            cluster.close()
-        if not args.keep:
-            remove_stores(stores, args.dir)
-    print()
-    print(format_table(rows, COLUMNS, args.markdown, text=("measurement", "passes", "n_iter_", "note")))
-    print()
-    for line in summary + health:
-        print(line)
-    if args.keep:
-        print(f"store kept under {args.dir}")
+    table = format_table(rows, COLUMNS, args.markdown, text=("measurement", "passes", "n_iter_", "note"))
+    print_report(table, summary + health, args.dir if args.keep else None)
     return 0
 
 

@@ -103,10 +103,9 @@ from _ooc_data import (
     STORE_CHUNK_ROWS,
     Dataset,
     initial_centers,
-    prepare_stores,
+    print_report,
     read_array,
-    remove_stores,
-    zarr_codecs,
+    stores_on_a_cluster,
 )
 from _ooc_measure import (
     InMemory,
@@ -197,32 +196,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{big.label}, {args.repeats_smaller} on {smaller.label} (medians)")
     print(flush=True)
 
-    cluster = None
-    stores: list[Dataset] = []
-    try:
-        gen_lines, stores = prepare_stores(datasets, args.dir)
-        print(f"stores: {zarr_codecs(big.path)}; chunks of {STORE_CHUNK_ROWS:,} rows")
-        for line in gen_lines:
-            print(line)
+    with stores_on_a_cluster(datasets, args.dir, args.worker_memory, args.keep) as cluster:
         C0 = initial_centers(smaller, args.seed + 1)
-        progress("starting the cluster")
-        cluster = Cluster(args.worker_memory)
         with quiet_warnings():
             results, reference = measure(cluster, args, datasets, C0)
         rows, summary = report(args, results, reference)
         health = cluster.health()
-    finally:
-        if cluster is not None:
-            cluster.close()
-        if not args.keep:
-            remove_stores(stores, args.dir)
-    print()
-    print(format_table(rows, COLUMNS, args.markdown, text=("data", "workers", "measurement", "note")))
-    print()
-    for line in summary + health:
-        print(line)
-    if args.keep:
-        print(f"stores kept under {args.dir}")
+    table = format_table(rows, COLUMNS, args.markdown, text=("data", "workers", "measurement", "note"))
+    print_report(table, summary + health, args.dir if args.keep else None)
     return 0
 
 
