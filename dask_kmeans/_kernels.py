@@ -738,18 +738,3 @@ def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np
     filled = counts > 0
     centers[filled] = sums[filled] / counts[filled, None]
     return centers, n_relocated
-
-
-# ----------------------------------------------------------------------------------------------------
-# Final pass: labels and the exact inertia
-
-
-def label_partials(
-    X: np.ndarray, weights: np.ndarray | None, centers: np.ndarray, row_offset: int = 0
-) -> tuple[np.ndarray, float, dict]:
-    """Labels of one chunk, its weighted inertia (exact distances), and its non-finite rows.
-
-    Non-finite rows get the label -1 and add nothing to the inertia.
-    """
-    result = assign(X, centers, weights, row_offset=row_offset)
-    return result["labels"], result["inertia"], result["non_finite"]

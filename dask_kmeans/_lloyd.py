@@ -171,12 +171,13 @@ class FinalPartials:
 
 @dataclass
 class FinalResult:
-    """What the final pass found: ``best`` is the set of lowest inertia (ties: the lowest index)."""
+    """What the final pass found: ``best`` is the set of lowest inertia (ties: the lowest index);
+    ``non_finite`` per set, the rows left out (``count``, global ``first_row``)."""
 
     best: int
     inertias: list[float]
     sizes: list[np.ndarray]
-    n_omitted: list[int]
+    non_finite: list[dict]
     labels: np.ndarray | None
 
 
@@ -229,5 +230,5 @@ def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: b
         labels = np.concatenate(chunks).astype(np.int32)
     return FinalResult(
         best=best, inertias=inertias, sizes=partials.sizes,
-        n_omitted=[n["count"] for n in partials.non_finite], labels=labels,
+        non_finite=partials.non_finite, labels=labels,
     )

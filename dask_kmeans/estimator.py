@@ -17,16 +17,14 @@ from ._base import FittedInputMixin, ParamsMixin, clone
 from ._init import initial_centers
 from ._kernels import (
     assign,
-    combine_non_finite,
     flagged_rows,
-    label_partials,
     left_out_rows,
     normalize_rows,
     pairwise_sq_distances,
 )
-from ._lloyd import CenterSet, FinalResult, LloydConfig, advance, final_pass, logger, metric_scale, unit_rows
+from ._lloyd import CenterSet, FinalResult, LloydConfig, advance, final_pass, logger, unit_rows
 from ._model_file import read_model, write_model
-from ._passes import ChunkedRows, map_reduce
+from ._passes import ChunkedRows
 from ._scheduler import blas_threads_for_dask, should_persist
 from ._validation import (
     ArrayLike,
@@ -40,7 +38,6 @@ from ._validation import (
     RandomStateLike,
     as_init_array,
     check_array,
-    check_finite_total,
     check_n_samples,
     check_non_finite,
     check_sample_weight,
@@ -345,7 +342,7 @@ default="k-means||"
         elif hasattr(self, "labels_"):
             del self.labels_
         self.inertia_ = final.inertias[final.best]
-        self.n_omitted_ = final.n_omitted[final.best]
+        self.n_omitted_ = final.non_finite[final.best]["count"]
         self.n_iter_ = best.n_iter
         self.converged_ = best.converged
         self.history_ = best.history
@@ -459,11 +456,10 @@ default="k-means||"
         weights = check_sample_weight(sample_weight, X.shape[0])
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
-        with blas_threads_for_dask():
-            inertia, non_finite = map_reduce(data, _inertia_chunk, _add_inertias, args=(centers,))
-        check_non_finite(non_finite, X_dask.chunks[0], self.nan_policy)
-        check_finite_total(inertia, "inertia")
-        return -inertia * metric_scale(self.metric)
+        with blas_threads_for_dask():  # the fit's own last pass, for these centres
+            final = final_pass(data, [centers], keep_labels=False, metric=self.metric)
+        check_non_finite(final.non_finite[0], X_dask.chunks[0], self.nan_policy)
+        return -final.inertias[0]
 
 
 def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memory, in_memory_weights,
@@ -555,15 +551,6 @@ def _distances_block(X, centers, nan_policy, metric):
     distances = _distances(sq_distances, metric).astype(X.dtype, copy=False)
     distances[bad] = np.nan
     return distances
-
-
-def _inertia_chunk(X, w, centers, *, chunk):
-    _, inertia, non_finite = label_partials(X, w, centers, chunk.row_offset)
-    return inertia, non_finite
-
-
-def _add_inertias(parts: list) -> tuple[float, dict]:
-    return float(np.sum([p[0] for p in parts])), combine_non_finite([p[1] for p in parts])
 
 
 @contextlib.contextmanager
