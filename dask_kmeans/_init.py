@@ -109,6 +109,21 @@ def random_init(data: ChunkedRows, n_clusters: int, seeds: list[int]) -> list[np
     return draw_finite_rows(data, n_clusters, seeds, _STREAM_RANDOM)
 
 
+def _each_run(X, w, run_fn, keeps_state, n_own, *args, chunk, state=None):
+    """``run_fn`` once per run on one read of the chunk, for initializers that start several runs at once.
+
+    The first ``n_own`` of ``args`` are lists with one entry per run (zipped into each run's own
+    arguments), the rest are shared by all runs; ``state`` holds each run's state from the last pass.
+    With ``keeps_state`` the runs' states and partials come back as two lists, for the next pass.
+    """
+    own, shared = zip(*args[:n_own]), args[n_own:]
+    states = [None] * len(args[0]) if state is None else state
+    results = [run_fn(X, w, *mine, *shared, chunk=chunk, state=s) for mine, s in zip(own, states)]
+    if keeps_state:
+        return [r[0] for r in results], [r[1] for r in results]
+    return results
+
+
 # ----------------------------------------------------------------------------------------------------
 # k-means++ on a dask array: greedy, one pass per centre
 #
@@ -166,16 +181,6 @@ def _combine_plusplus(parts: list[dict]) -> dict:
     }
 
 
-def _plusplus_runs_chunk(X, w, chosen, trials, n_draws, seeds, step, *, chunk, state=None):
-    # One read of the chunk serves every run; each run keeps its own distances between passes.
-    state = [None] * len(seeds) if state is None else state
-    results = [
-        _plusplus_chunk(X, w, *run, n_draws, step, chunk=chunk, state=run_state)
-        for run, run_state in zip(zip(chosen, trials, seeds), state)
-    ]
-    return [r[0] for r in results], [r[1] for r in results]
-
-
 def kmeans_plusplus_dask(
     data: ChunkedRows, n_clusters: int, seeds: list[int], nan_policy: str = "raise"
 ) -> list[np.ndarray]:
@@ -194,7 +199,8 @@ def kmeans_plusplus_dask(
     combine = partial(combine_each, combines=[_combine_plusplus] * len(seeds))
     for step in range(n_clusters):
         results, state = map_reduce(
-            data, _plusplus_runs_chunk, combine, args=(chosen, trials, n_draws, list(seeds), step),
+            data, _each_run, combine,
+            args=(_plusplus_chunk, True, 3, chosen, trials, list(seeds), n_draws, step),
             state=state, keep_state=True,
         )
         for run, result in enumerate(results):
@@ -286,24 +292,6 @@ def _sum_arrays(parts: list) -> np.ndarray:
     return np.sum(parts, axis=0)
 
 
-def _parallel_round_runs_chunk(X, w, new, n_seen, origins, oversampling, seeds, round_index, *, chunk,
-                               state=None):
-    # One read of the chunk serves every run; each run keeps its own nearest candidates between passes.
-    state = [None] * len(seeds) if state is None else state
-    results = [
-        _parallel_round_chunk(X, w, *run, oversampling, round_index, chunk=chunk, state=run_state)
-        for run, run_state in zip(zip(new, n_seen, origins, seeds), state)
-    ]
-    return [r[0] for r in results], [r[1] for r in results]
-
-
-def _candidate_weight_runs_chunk(X, w, new, n_seen, origins, n_candidates, *, chunk, state):
-    return [
-        _candidate_weight_chunk(X, w, *run, chunk=chunk, state=run_state)
-        for run, run_state in zip(zip(new, n_seen, origins, n_candidates), state)
-    ]
-
-
 def kmeans_parallel_init(
     data: ChunkedRows,
     n_clusters: int,
@@ -330,9 +318,10 @@ def kmeans_parallel_init(
     combine = partial(combine_each, combines=[_combine_samples] * len(seeds))
     for round_index in range(init_rounds):
         samples, state = map_reduce(
-            data, _parallel_round_runs_chunk, combine,
-            args=(new, n_seen, origins, oversampling, list(seeds), round_index), state=state,
-            keep_state=True,
+            data, _each_run, combine,
+            args=(_parallel_round_chunk, True, 4, new, n_seen, origins, list(seeds), oversampling,
+                  round_index),
+            state=state, keep_state=True,
         )
         for run, sample in zip(runs, samples):
             check_non_finite(sample["non_finite"], data.X.chunks[0], nan_policy)
@@ -353,8 +342,8 @@ def kmeans_parallel_init(
             new[run] = np.vstack([new[run], extra_rows])
             n_candidates[run] += len(extra_rows)
     weights = map_reduce(
-        data, _candidate_weight_runs_chunk, partial(combine_each, combines=[_sum_arrays] * len(seeds)),
-        args=(new, n_seen, origins, n_candidates), state=state,
+        data, _each_run, partial(combine_each, combines=[_sum_arrays] * len(seeds)),
+        args=(_candidate_weight_chunk, False, 4, new, n_seen, origins, n_candidates), state=state,
     )
     return [
         search_centers(np.vstack(candidates[run]), weights[run], n_clusters,
