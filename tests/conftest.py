@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -267,8 +271,6 @@ def thread_client():
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -276,43 +278,55 @@ def free_port() -> int:
 
 class DaskProcesses:
     """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (``address``), which a test may
-    kill (``kill_scheduler``); ``stop`` ends whatever is left."""
+    kill (``kill_scheduler``). ``stop`` ends them and fails (LeakError) if any process of the cluster,
+    the workers each ``dask worker``'s nanny started included, is still running after it."""
 
     def __init__(self, n_workers: int = 1, port: int | None = None, cwd=None):
-        import os
-        import shutil
-        import subprocess
-
         dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
         self.port = port or free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         common = {"cwd": cwd, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         scheduler = [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
-        self.scheduler = subprocess.Popen(scheduler, **common)
-        self.workers = [
-            subprocess.Popen([dask_cli, "worker", self.address, "--nthreads", "1", "--no-dashboard",
-                              "--host", "127.0.0.1"], **common)
-            for _ in range(n_workers)
-        ]
-        from distributed import Client
+        self.popens = [subprocess.Popen(scheduler, **common)]
+        self.tree = []
+        try:
+            worker = [dask_cli, "worker", self.address, "--nthreads", "1", "--no-dashboard",
+                      "--host", "127.0.0.1"]
+            self.popens += [subprocess.Popen(worker, **common) for _ in range(n_workers)]
+            from distributed import Client
 
-        with Client(self.address, timeout=30) as client:
-            client.wait_for_workers(n_workers, timeout=60)
+            with Client(self.address, timeout=30) as client:
+                client.wait_for_workers(n_workers, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+        self.tree = self._process_tree()
 
-    def kill_scheduler(self) -> None:
-        self.scheduler.kill()
-        self.scheduler.wait(timeout=10)
-
-    def stop(self) -> None:
+    def _process_tree(self) -> list:
+        """The cluster's processes: a worker left behind by its nanny is no longer our descendant, so the
+        pids seen running are what ``stop`` watches."""
         import psutil
 
         tree = []
-        for popen in [self.scheduler, *self.workers]:
+        for popen in self.popens:
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(popen.pid)
                 tree += [root, *root.children(recursive=True)]
-        for popen in [*reversed(self.workers), self.scheduler]:
+        return tree
+
+    def kill_scheduler(self) -> None:
+        self.popens[0].kill()
+        self.popens[0].wait(timeout=10)
+
+    def stop(self) -> None:
+        for popen in reversed(self.popens):
             popen.terminate()
-        left = wait_for_processes_to_exit(tree, timeout=20)
+        for popen in self.popens:
+            try:
+                popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+        left = wait_for_processes_to_exit(self.tree, timeout=15)
         if left:
             kill_processes(left)
+            raise LeakError(f"still running after the cluster was stopped (killed now): {left}")

@@ -10,8 +10,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from dask_kmeans.cli import build_parser
 from dask_kmeans.io import load_model, read, save_model
 from dask_kmeans.preprocessing import StandardScaler
 
-from .conftest import LeakError, kill_processes, make_blobs, wait_for_processes_to_exit
+from .conftest import DaskProcesses, free_port, make_blobs
 
 FEATURES = ["electronics", "clothing", "home", "grocery"]
 
@@ -189,61 +187,14 @@ def test_piping_into_head_ends_quietly(fitted):
     assert process.wait(timeout=60) == 0 and stderr == "", stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def scheduler_address(tmp_path_factory):
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, stopped afterwards."""
-    dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or shutil.which("dask")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    workdir = tmp_path_factory.mktemp("cluster")
-    common = {"cwd": workdir, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-    processes = [subprocess.Popen(scheduler, **common)]
-    tree = []
+    cluster = DaskProcesses(n_workers=2, cwd=tmp_path_factory.mktemp("cluster"))
     try:
-        for _ in range(2):
-            processes.append(subprocess.Popen(
-                [dask_cli, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                **common,
-            ))
-        from distributed import Client
-
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        tree = _process_tree(processes)  # with the worker processes each ``dask worker``'s nanny started
-        yield address
+        yield cluster.address
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        # A worker left behind by its nanny is no longer our descendant: watch the pids seen running.
-        left = wait_for_processes_to_exit(tree, timeout=15)
-        if left:
-            kill_processes(left)
-            raise LeakError(f"still running after the cluster was stopped (killed now): {left}")
-
-
-def _process_tree(popens: list[subprocess.Popen]) -> list:
-    import psutil
-
-    tree = []
-    for popen in popens:
-        try:
-            root = psutil.Process(popen.pid)
-            tree += [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    return tree
+        cluster.stop()
 
 
 def test_fit_on_a_real_scheduler_matches_the_embedded_default(lake, fitted, scheduler_address, tmp_path):
@@ -275,7 +226,7 @@ def test_unreachable_scheduler_fails_fast(lake, tmp_path):
     started = time.perf_counter()
     result = run_cli(
         "fit", root, "-k", 3, "--model-out", tmp_path / "m.json", "--id-column", "customer_id",
-        "--scheduler", f"tcp://127.0.0.1:{_free_port()}",
+        "--scheduler", f"tcp://127.0.0.1:{free_port()}",
     )
     _assert_error(result, 1, "cannot reach the Dask scheduler")
     assert time.perf_counter() - started < 30
