@@ -56,6 +56,20 @@ def block_rows(n_centers: int, itemsize: int = 8) -> int:
     return int(min(rows, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
 
 
+def sum_block_rows(n_centers: int, n_features: int) -> int:
+    """Rows whose sums and counts are added up on their own before joining a chunk's (see
+    :func:`block_statistics`): 4096, or more where the bounded passes' per-block statistics
+    (``k (d + 2)`` float64 a block) would otherwise take more than 16 bytes a row."""
+    return int(max(4096, 2 ** int(np.ceil(np.log2(max(1, n_centers * (n_features + 2) / 2))))))
+
+
+def bound_slack(n_features: int) -> float:
+    """Relative rounding error of an exact distance of ``d`` features (and of an update of a bound):
+    bounds are widened by this share each time they are set or moved, so that they hold for the
+    distances as computed, not only for the true ones."""
+    return (n_features + 8) * float(np.finfo(np.float64).eps)
+
+
 def _largest_square(dtype) -> float:
     """A row whose squared distance exceeds this is left out like a NaN row: its square overflows the
     data's dtype (float32 values of 1e20, float64 of 1e160), so no distance in that dtype means anything."""
@@ -86,7 +100,7 @@ def _rounding_factor(n_features: int, dtype) -> float:
 # Compiled kernels
 
 
-def _compiled(**options):
+def compiled(**options):
     """``numba.njit`` without the GIL, cached on disk where numba finds a writable place.
 
     numba looks beside this file, then in ``NUMBA_CACHE_DIR`` or the user's cache folder, and refuses
@@ -103,8 +117,8 @@ def _compiled(**options):
     return decorate
 
 
-@_compiled(fastmath={"reassoc", "contract"})
-def _exact_sq_distance(x, c):
+@compiled(fastmath={"reassoc", "contract"})
+def exact_sq_distance(x, c):
     """``||x - c||^2`` from differences, in float64.
 
     ``reassoc`` lets the sum run in SIMD lanes (the order is fixed by this one compiled function, which
@@ -117,7 +131,7 @@ def _exact_sq_distance(x, c):
     return acc
 
 
-@_compiled(inline="always")
+@compiled(inline="always")
 def _nearest_two_of_four(dist, r, center_sq, lo, hi):
     """:func:`_nearest_two` of rows ``r`` to ``r + 3`` of a (rows x centres) block, interleaved: four
     independent chains of compares keep the pipeline full where one row's chain would stall it."""
@@ -155,7 +169,7 @@ def _nearest_two_of_four(dist, r, center_sq, lo, hi):
     return b0, b1, b2, b3, n0, n1, n2, n3, s0, s1, s2, s3
 
 
-@_compiled(inline="always")
+@compiled(inline="always")
 def _nearest_two(dist, r, center_sq, lo, hi):
     """Index of the smallest ``dist[r, j] + center_sq[j]`` for ``lo <= j < hi`` (ties to the lowest), its
     value and the second smallest value."""
@@ -170,10 +184,10 @@ def _nearest_two(dist, r, center_sq, lo, hi):
     return best, nearest, second
 
 
-@_compiled()
+@compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
-                   inertia, n_bad, first_bad):
+                   inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower, slack):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
 
@@ -186,6 +200,15 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     GEMM's dtype) a block at a time. A row whose distance is NaN, infinite or beyond ``too_large`` (its
     square overflows the data's dtype) gets label -1 and distance NaN and adds nothing. Per group, fills
     the weighted ``inertia``, the number ``n_bad`` of such rows and the index ``first_bad`` of the first.
+
+    Sums and counts are added up a block of ``sum_block[g]`` rows at a time, each block's from zero in
+    row order, and the blocks in order: :func:`block_statistics` gives the same blocks bit for bit, so
+    the bounded passes, which recompute only the blocks whose labels changed, add up to the same sums.
+
+    With ``lower`` (rows x columns), also lower bounds on each row's distances to the centres other than
+    its own, for the bounded passes: centre ``j``'s column is ``bound_columns[j]`` (group ``g`` owns
+    columns ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the
+    exact distance (not squared) from row ``i`` to every other centre of that column, shrunk by ``slack``.
     """
     n, d = X.shape
     k = centers.shape[0]
@@ -201,6 +224,9 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     second = np.empty(rows_per_block, dtype=gemm_dtype)
     best = np.empty(rows_per_block, dtype=np.int64)
     center_sq64 = center_norm * center_norm
+    with_sums = sums is not None
+    block_sums = np.zeros((k if with_sums else 0, d))
+    block_counts = np.zeros(k if with_sums else 0)
     max_center_sq = np.zeros(n_groups)
     for g in range(n_groups):
         for j in range(group_starts[g], group_starts[g + 1]):
@@ -253,20 +279,27 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     r += 1
             for r in range(nb):
                 i = start + r
+                if with_sums and i > 0 and i % sum_block[g] == 0:
+                    _flush_block(block_sums, block_counts, sums, counts, lo, hi)
                 label = best[r]
-                e = _exact_sq_distance(X[i], centers[label])
+                e = exact_sq_distance(X[i], centers[label])
                 # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
                 bound = rounding * (2.0 * e + 2.0 * center_sq64[label] + max_center_sq[g])
-                if not (np.float64(second[r]) - np.float64(nearest[r]) > 2.0 * bound):
+                decided_exactly = not (np.float64(second[r]) - np.float64(nearest[r]) > 2.0 * bound)
+                if decided_exactly:
                     # The two nearest are within rounding of each other (or the row is not finite):
                     # decide from exact distances, ties to the lowest index.
                     label = lo
-                    e = _exact_sq_distance(X[i], centers[lo])
+                    e = exact_sq_distance(X[i], centers[lo])
                     for j in range(lo + 1, hi):
-                        e_j = _exact_sq_distance(X[i], centers[j])
+                        e_j = exact_sq_distance(X[i], centers[j])
                         if e_j < e:
                             label = j
                             e = e_j
+                if lower is not None:
+                    _lower_bounds(X[i], centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound,
+                                  decided_exactly, bound_columns, column_starts[g], column_starts[g + 1],
+                                  lower[i], slack)
                 if not (e <= too_large):
                     labels[g, i] = -1
                     sq_dist[g, i] = np.nan
@@ -278,15 +311,59 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                 sq_dist[g, i] = e
                 w = 1.0 if weights is None else np.float64(weights[i])
                 inertia[g] += w * e
-                if sums is not None:
-                    counts[label] += w
-                    row_sums = sums[label]
+                if with_sums:
+                    block_counts[label] += w
+                    row_sums = block_sums[label]
                     x = X[i]
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
+    if with_sums:
+        for g in range(n_groups):
+            _flush_block(block_sums, block_counts, sums, counts, group_starts[g], group_starts[g + 1])
 
 
-@_compiled()
+@compiled(inline="always")
+def _flush_block(block_sums, block_counts, sums, counts, lo, hi):
+    """Add a block's sums and counts of centres ``lo`` to ``hi`` to the totals and zero them."""
+    for j in range(lo, hi):
+        counts[j] += block_counts[j]
+        block_counts[j] = 0.0
+        for f in range(sums.shape[1]):
+            sums[j, f] += block_sums[j, f]
+            block_sums[j, f] = 0.0
+
+
+@compiled(inline="always")
+def _lower_bounds(x, centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound, decided_exactly,
+                  bound_columns, column_lo, column_hi, lower_row, slack):
+    """Per column of centres, a lower bound on the distance from ``x`` to every centre but ``label``.
+
+    From the GEMM's values where they decided the label: for any centre ``j``,
+    ``||x - c_j||^2 - ||x - c_label||^2`` is the difference of their GEMM values within ``2 bound``;
+    from exact distances where the row was decided from them.
+    """
+    for col in range(column_lo, column_hi):
+        lower_row[col] = np.inf
+    if decided_exactly:
+        for j in range(lo, hi):
+            if j != label:
+                col = bound_columns[j]
+                lower_row[col] = min(lower_row[col], exact_sq_distance(x, centers[j]))
+        for col in range(column_lo, column_hi):
+            lower_row[col] = np.sqrt(lower_row[col]) * (1.0 - slack)
+        return
+    own = np.float64(dist[label, r] if centres_first else dist[r, label]) + center_sq[label]
+    for j in range(lo, hi):
+        if j != label:
+            col = bound_columns[j]
+            value = np.float64(dist[j, r] if centres_first else dist[r, j]) + center_sq[j]
+            lower_row[col] = min(lower_row[col], value)
+    for col in range(column_lo, column_hi):
+        gap = e + (lower_row[col] - own) - 2.0 * bound
+        lower_row[col] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+
+
+@compiled()
 def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, rows_per_block, out):
     """``out[i, j] = ||X[i] - centers[j]||^2`` (float64): GEMM on shifted rows, checked entry by entry."""
     n, d = X.shape
@@ -312,7 +389,7 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
             for j in range(k):
                 value = block[r, j] + center_sq[j] + x_sq
                 if not (rounding * (x_sq + center_sq[j]) <= rtol * value):
-                    value = _exact_sq_distance(X[i], centers[j])
+                    value = exact_sq_distance(X[i], centers[j])
                 block[r, j] = value
                 second = min(second, max(value, nearest))
                 nearest = min(value, nearest)
@@ -320,7 +397,7 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
             # decides such rows, so that the argmin of a row is always assign's label.
             if not (second - nearest > 2.0 * rounding * (x_sq + max_center_sq)):
                 for j in range(k):
-                    block[r, j] = _exact_sq_distance(X[i], centers[j])
+                    block[r, j] = exact_sq_distance(X[i], centers[j])
             for j in range(k):
                 block[r, j] = max(block[r, j], 0.0)
     return out
@@ -390,12 +467,17 @@ def assign_sets(
     with_sums: bool = False,
     row_offset: int = 0,
     float32_from: np.ndarray | None = None,
+    bound_groups: list[np.ndarray] | None = None,
 ) -> list[dict]:
     """:func:`assign` for several centre sets at once: one GEMM per block of rows serves them all.
 
     The sets (restarts, values of k) are stacked into one GEMM, which is faster than one GEMM per set
     (ten sets of 16 centres: 2.7x); each set's labels, distances and sums are still those of its own
     exact distances, so each result equals ``assign(X, center_sets[i], ...)``.
+
+    With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds ``lower``
+    (n, t): per group, a lower bound on the row's distance to the group's centres other than its own
+    (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes.
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
@@ -424,10 +506,19 @@ def assign_sets(
     inertia, n_bad, first_bad = np.zeros(n_sets), np.zeros(n_sets, np.int64), np.zeros(n_sets, np.int64)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
+    sum_block = np.array([sum_block_rows(len(c), d) for c in center_sets], dtype=np.int64)
+    lower, bound_columns, column_starts = None, np.zeros(0, np.int64), np.zeros(n_sets + 1, np.int64)
+    if bound_groups is not None:
+        widths = [int(groups.max()) + 1 for groups in bound_groups]
+        column_starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        bound_columns = np.concatenate(
+            [np.asarray(groups, np.int64) + start for groups, start in zip(bound_groups, column_starts)])
+        lower = np.empty((n, column_starts[-1]))
     _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
-        sq_dist, sums, counts, inertia, n_bad, first_bad,
+        sq_dist, sums, counts, inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower,
+        bound_slack(d),
     )
     results = []
     for g in range(n_sets):
@@ -441,6 +532,8 @@ def assign_sets(
         if with_sums:
             lo, hi = group_starts[g], group_starts[g + 1]
             out["sums"], out["counts"] = sums[lo:hi], counts[lo:hi]
+        if lower is not None:
+            out["lower"] = lower[:, column_starts[g] : column_starts[g + 1]]
         results.append(out)
     return results
 
@@ -527,6 +620,7 @@ class LloydPartials:
     farthest: dict
     non_finite: dict
     moments: dict | None = None
+    n_computed: int = 0
 
     @classmethod
     def combine(cls, parts: list[LloydPartials], n_farthest: int = 0) -> LloydPartials:
@@ -538,6 +632,7 @@ class LloydPartials:
             farthest=combine_farthest([p.farthest for p in parts], n_farthest),
             non_finite=combine_non_finite([p.non_finite for p in parts]),
             moments=None if parts[0].moments is None else combine_moments([p.moments for p in parts]),
+            n_computed=sum(p.n_computed for p in parts),
         )
 
 
@@ -602,6 +697,7 @@ def lloyd_partials_sets(
             farthest=farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest[i], any_left_out),
             non_finite=result["non_finite"],
             moments=moments,
+            n_computed=len(X) - result["non_finite"]["count"],
         ))
     return partials
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
+from ._bounds import bound_groups, bounded_chunk, drop_states_everywhere, plan
 from ._kernels import LloydPartials, assign_sets, combine_non_finite, lloyd_partials_sets, update_centers
 from ._passes import ChunkedRows, combine_each, map_reduce
 from ._scheduler import compute
@@ -39,6 +41,7 @@ class LloydConfig:
     tol: float
     nan_policy: str = "raise"
     metric: str = "euclidean"
+    algorithm: str = "lloyd"  # or "hamerly" / "yinyang": the same answer, from bounded passes (_bounds)
 
 
 def metric_scale(metric: str) -> float:
@@ -90,32 +93,61 @@ def advance(
     pass (to write a checkpoint). Returns ``mean_variance``.
     """
     started = time.perf_counter() - max((s.history[-1]["elapsed"] for s in sets if s.history), default=0.0)
-    while True:
-        active = [i for i, s in enumerate(sets) if not s.converged and s.n_iter < config.max_iter]
-        if not active:
-            return mean_variance
-        need_moments = mean_variance is None
-        combines = [partial(LloydPartials.combine, n_farthest=len(sets[i].centers) - 1) for i in active]
-        stats = map_reduce(
-            data, _lloyd_chunk, partial(combine_each, combines=combines),
-            args=([sets[i].centers for i in active], need_moments),
-        )
-        check_non_finite(stats[0].non_finite, data.X.chunks[0], config.nan_policy)
-        if need_moments:
-            moments = stats[0].moments
-            if moments["n"] == 0:
-                raise NonFiniteDataError("Every row holds NaN or infinity: nothing is left to cluster.")
-            mean_variance = float(np.mean(moments["m2"] / moments["n"]))
-        elapsed = time.perf_counter() - started
-        for i, set_stats in zip(active, stats):
-            name = "" if len(sets) == 1 else f"Run {i}: "
-            _update(sets[i], set_stats, config, mean_variance, elapsed, name)
-        if on_pass is not None:
-            on_pass(sets, mean_variance)
+    bounded = config.algorithm != "lloyd"
+    token, groups, previous = uuid.uuid4().hex, {}, {}  # per set: its bound groups, last pass's centres
+    this_pass = 0
+    try:
+        while True:
+            active = [i for i, s in enumerate(sets) if not s.converged and s.n_iter < config.max_iter]
+            if not active:
+                return mean_variance
+            need_moments = mean_variance is None
+            if bounded:
+                plans = []
+                for i in active:
+                    if i not in groups:
+                        groups[i] = bound_groups(sets[i].centers, config.algorithm)
+                    plans.append(plan(sets[i].centers, groups[i], previous.get(i), this_pass - 1))
+                stats = _pass(data, bounded_chunk, active, sets, (plans, token, this_pass, need_moments))
+                # The bounds never look for the farthest rows: a pass that leaves a cluster empty is redone
+                # as a Lloyd pass (the same sums and counts, bit for bit) to relocate it as Lloyd does.
+                redo = [n for n, part in enumerate(stats) if np.any(part.counts == 0)]
+                if redo:
+                    again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
+                                  ([sets[active[n]].centers for n in redo], False))
+                    for n, part in zip(redo, again):
+                        stats[n] = LloydPartials(**{**vars(part), "n_computed": stats[n].n_computed,
+                                                    "moments": stats[n].moments})
+                for i in active:
+                    previous[i] = sets[i].centers
+                this_pass += 1
+            else:
+                centers = [sets[i].centers for i in active]
+                stats = _pass(data, _lloyd_chunk, active, sets, (centers, need_moments))
+            check_non_finite(stats[0].non_finite, data.X.chunks[0], config.nan_policy)
+            if need_moments:
+                moments = stats[0].moments
+                if moments["n"] == 0:
+                    raise NonFiniteDataError("Every row holds NaN or infinity: nothing is left to cluster.")
+                mean_variance = float(np.mean(moments["m2"] / moments["n"]))
+            elapsed = time.perf_counter() - started
+            for i, set_stats in zip(active, stats):
+                name = "" if len(sets) == 1 else f"Run {i}: "
+                _update(sets[i], set_stats, config, mean_variance, elapsed, name, data.n_samples)
+            if on_pass is not None:
+                on_pass(sets, mean_variance)
+    finally:
+        if bounded:
+            drop_states_everywhere(token)
+
+
+def _pass(data: ChunkedRows, chunk_fn, active: list[int], sets: list[CenterSet], args: tuple) -> list:
+    combines = [partial(LloydPartials.combine, n_farthest=len(sets[i].centers) - 1) for i in active]
+    return map_reduce(data, chunk_fn, partial(combine_each, combines=combines), args=args)
 
 
 def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, mean_variance: float,
-            elapsed: float, name: str) -> None:
+            elapsed: float, name: str, n_samples: int) -> None:
     """Move one set's centres to the means of its clusters, record the iteration, test convergence."""
     check_finite_total(stats.inertia, "inertia")
     tol, inertia = config.tol, stats.inertia * metric_scale(config.metric)
@@ -136,12 +168,15 @@ def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, me
             "center_shift": shift,
             "relative_shift": relative_shift,
             "n_relocated": n_relocated,
+            "rows_computed": stats.n_computed,
             "elapsed": elapsed,
         }
     )
+    computed = f", distances of {stats.n_computed / max(1, n_samples):.1%} of rows computed" \
+        if config.algorithm != "lloyd" else ""
     logger.info(
-        "%sIteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated, %.2fs",
-        name, iteration, inertia, relative_shift, tol, n_relocated, elapsed,
+        "%sIteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated%s, %.2fs",
+        name, iteration, inertia, relative_shift, tol, n_relocated, computed, elapsed,
     )
     center_set.converged = unchanged or shift <= tol * (mean_variance or 0.0)
     if center_set.converged:

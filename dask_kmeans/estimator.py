@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _checkpoint
 from ._base import FittedInputMixin, ParamsMixin, clone
+from ._bounds import ALGORITHMS, choose_algorithm
 from ._init import initial_centers
 from ._kernels import (
     assign,
@@ -52,6 +53,7 @@ from .preprocessing import StandardScaler
 _INITS = ("k-means||", "k-means++", "random")
 _NAN_POLICIES = ("raise", "omit")
 _METRICS = ("euclidean", "cosine")
+_ALGORITHMS = ("auto", *ALGORITHMS)
 
 
 class KMeans(ParamsMixin, FittedInputMixin):
@@ -126,6 +128,15 @@ default="k-means||"
         weighted sum of ``1 - cosine``, and ``transform`` gives cosine distances ``1 - cosine``. The
         initializers sample by cosine distance. Rows of zeros have no direction: they are refused, or left
         out under ``nan_policy="omit"``, like rows with NaN.
+    algorithm : {"auto", "lloyd", "hamerly", "yinyang"}, default="auto"
+        How each iteration finds the rows' nearest centres; every choice gives the same centres, labels
+        and ``n_iter_`` bit for bit. "lloyd" computes every row's distances every pass. "hamerly" and
+        "yinyang" keep per-row triangle-inequality bounds beside each chunk, in the workers' memory, and
+        compute distances only for rows whose bounds cannot prove that they keep their centre: after the
+        first iterations a small share of the rows. Hamerly keeps one lower bound per row (about 28
+        bytes a row); Yinyang one per group of about ten centres (about ``12 + 8 k / 10`` bytes a row,
+        plus up to 16), and skips more rows. "auto": Yinyang where its state fits in a quarter of the
+        workers' memory, else Hamerly, else Lloyd; the fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------
@@ -138,6 +149,8 @@ default="k-means||"
         Sum of the weighted squared distances of the rows to their nearest centre.
     n_omitted_ : int
         Rows left out because they hold NaN or infinity (always 0 with ``nan_policy="raise"``).
+    algorithm_ : str
+        The algorithm the fit ran ("lloyd", "hamerly" or "yinyang"), see ``algorithm``.
     n_iter_ : int
         Number of Lloyd iterations of the kept run.
     preprocessing_ : StandardScaler
@@ -207,6 +220,7 @@ default="k-means||"
         "nan_policy": [Options(*_NAN_POLICIES)],
         "compute_labels": [Boolean()],
         "metric": [Options(*_METRICS)],
+        "algorithm": [Options(*_ALGORITHMS)],
         "preprocessing": [InstanceOrNone(StandardScaler)],
     }
 
@@ -226,6 +240,7 @@ default="k-means||"
         compute_labels: bool = True,
         preprocessing=None,
         metric: str = "euclidean",
+        algorithm: str = "auto",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -239,6 +254,7 @@ default="k-means||"
         self.nan_policy = nan_policy
         self.compute_labels = compute_labels
         self.metric = metric
+        self.algorithm = algorithm
         self.preprocessing = preprocessing
 
     def __sklearn_tags__(self):
@@ -319,13 +335,17 @@ default="k-means||"
 
         X_dask = to_dask_array(X)
         data = ChunkedRows(X_dask, chunk_like_rows(weights, X_dask))
-        if should_persist(X, persist):
+        persisted = should_persist(X, persist)
+        if persisted:
             data = ChunkedRows(*dask.persist(data.X, data.weights))
+        algorithm, why = choose_algorithm(self.algorithm, self.n_clusters, n_features, n_samples, n_init,
+                                          in_memory=persisted or not isinstance(X, da.Array))
 
         with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
+            logger.info("Algorithm %s.", why)
             best, final = _fit_runs(
                 self, data, init, seeds, X if not isinstance(X, da.Array) else None,
-                weights if isinstance(weights, np.ndarray) else None, checkpoint,
+                weights if isinstance(weights, np.ndarray) else None, checkpoint, algorithm,
             )
 
         n_distinct = int(np.count_nonzero(final.sizes[final.best]))
@@ -343,6 +363,7 @@ default="k-means||"
             del self.labels_
         self.inertia_ = final.inertias[final.best]
         self.n_omitted_ = final.non_finite[final.best]["count"]
+        self.algorithm_ = algorithm
         self.n_iter_ = best.n_iter
         self.converged_ = best.converged
         self.history_ = best.history
@@ -463,7 +484,7 @@ default="k-means||"
 
 
 def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memory, in_memory_weights,
-              checkpoint) -> tuple[CenterSet, FinalResult]:
+              checkpoint, algorithm: str) -> tuple[CenterSet, FinalResult]:
     """The ``n_init`` runs of one fit, all in the same passes: initialisations, Lloyd, the final pass.
 
     Returns the run of lowest final inertia (ties: the lowest run index) and the final pass's result.
@@ -502,7 +523,7 @@ def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memo
         if save is not None:
             save(sets, mean_variance)
     config = LloydConfig(max_iter=model.max_iter, tol=model.tol, nan_policy=model.nan_policy,
-                         metric=model.metric)
+                         metric=model.metric, algorithm=algorithm)
     advance(data, sets, config, mean_variance=mean_variance, on_pass=save)
     final = final_pass(data, [s.centers for s in sets], keep_labels=model.compute_labels, metric=model.metric)
     if len(sets) > 1:
