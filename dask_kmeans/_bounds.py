@@ -27,6 +27,7 @@ a different answer. :func:`drop_states` frees a fit's state on every worker when
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ from ._kernels import (
 from ._scheduler import current_client, dask_threads_in_this_process, memory_for_data
 
 ALGORITHMS = ("lloyd", "hamerly", "yinyang")
+ORIGIN_ROWS = 1024
 CENTERS_PER_GROUP = 10  # Yinyang's groups: about k / 10 (Ding et al.)
 
 _STATES: dict[tuple, ChunkState] = {}
@@ -117,7 +119,8 @@ def plan(centers: np.ndarray, groups: np.ndarray, previous: np.ndarray | None, v
 @dataclass
 class ChunkState:
     """One set's state for one chunk, as of pass ``version``: labels (-1 for rows left out), bounds and
-    per-block weighted sums, counts and sums of squares about ``origin`` (the chunk's mean)."""
+    per-block weighted sums, counts and squared distances to ``origin`` (a point near the chunk's rows;
+    ``row_squares`` holds each row's)."""
 
     version: int
     labels: np.ndarray
@@ -126,14 +129,17 @@ class ChunkState:
     block_sums: np.ndarray
     block_counts: np.ndarray
     block_squares: np.ndarray
+    row_squares: np.ndarray
     origin: np.ndarray
     non_finite: dict
     n_computed: int = 0
+    seconds: float = 0.0
+    lloyd_seconds: float = 0.0
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.labels, self.upper, self.lower, self.block_sums,
-                                      self.block_counts, self.block_squares))
+                                      self.block_counts, self.block_squares, self.row_squares))
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
@@ -142,7 +148,7 @@ def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> flo
         return 0.0
     n_groups = max(1, n_clusters // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
     block = n_clusters * (n_features + 2) * 8 / sum_block_rows(n_clusters, n_features)
-    return 4 + 8 + 8 * n_groups + block
+    return 4 + 8 + 8 * n_groups + 8 + block
 
 
 def choose_algorithm(requested: str, n_clusters: int, n_features: int, n_rows: int, n_sets: int,
@@ -173,6 +179,9 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
 
     ``farthest`` is left empty (the bounds never compute the farthest rows): the driver redoes a pass
     whose counts leave a cluster empty as a plain Lloyd pass, which relocates as Lloyd does.
+    ``seconds`` is the time the chunk took per set, ``lloyd_seconds`` what a Lloyd pass would have
+    taken (the kernel's time per row it assigned, times the rows), for the driver to tell whether the
+    bounds pay.
     """
     states, fresh = [None] * len(plans), []
     for s, p in enumerate(plans):
@@ -182,11 +191,15 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
         else:
             states[s] = state
     if fresh:
+        started = time.perf_counter()
+        # Any point near the chunk's rows keeps the sums of squares from cancelling; this one is cheap
+        # and depends on the chunk alone, so a chunk computed afresh later gets the same one.
+        origin = X[:ORIGIN_ROWS].mean(axis=0, dtype=np.float64) if len(X) else np.zeros(X.shape[1])
         results = assign_sets(X, [plans[s].centers for s in fresh], w, row_offset=chunk.row_offset,
-                              bound_groups=[plans[s].groups for s in fresh])
-        origin = X.mean(axis=0, dtype=np.float64) if len(X) else np.zeros(X.shape[1])
+                              bound_groups=[plans[s].groups for s in fresh], block_origin=origin)
+        seconds = (time.perf_counter() - started) / len(fresh)
         for s, result in zip(fresh, results):
-            states[s] = _new_state(X, w, plans[s], result, origin)
+            states[s] = _new_state(X, plans[s], result, origin, seconds)
     partials = [_keep(state, p, (token, s, chunk.index), this_pass)
                 for s, (state, p) in enumerate(zip(states, plans))]
     if with_moments:
@@ -209,22 +222,18 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
     return partials
 
 
-def _new_state(X, w, p: BoundsPlan, result: dict, origin: np.ndarray) -> ChunkState:
+def _new_state(X, p: BoundsPlan, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
     n, d = X.shape
-    k = len(p.centers)
-    block = sum_block_rows(k, d)
-    n_blocks = -(-n // block)
-    state = ChunkState(
+    return ChunkState(
         version=-1, labels=result["labels"].copy(),
         upper=np.sqrt(result["sq_dist"]) * (1.0 + bound_slack(d)),
         lower=np.ascontiguousarray(result["lower"]),
-        block_sums=np.zeros((n_blocks, k, d)), block_counts=np.zeros((n_blocks, k)),
-        block_squares=np.zeros((n_blocks, k)), origin=origin, non_finite=result["non_finite"],
-        n_computed=n - result["non_finite"]["count"],
+        block_sums=np.ascontiguousarray(result["block_sums"]),
+        block_counts=np.ascontiguousarray(result["block_counts"]),
+        block_squares=np.ascontiguousarray(result["block_squares"]),
+        row_squares=result["row_squares"], origin=origin, non_finite=result["non_finite"],
+        n_computed=n - result["non_finite"]["count"], seconds=seconds, lloyd_seconds=seconds,
     )
-    block_statistics(X, _weights(w), state.labels, origin, block, np.arange(n_blocks), state.block_sums,
-                     state.block_counts, state.block_squares)
-    return state
 
 
 def _weights(w):
@@ -235,6 +244,7 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
     """Move the bounds to the plan's centres, reassign the rows whose bounds fail, refresh the blocks
     where labels changed. False when a row came out left out (its distance overflows): then the chunk
     is computed in full, as Lloyd would see it."""
+    started = time.perf_counter()
     n, d = X.shape
     failing = np.empty(n, dtype=np.int64)
     n_failing = _filter_rows(X, state.labels, state.upper, state.lower, p.centers, p.moved, p.groups,
@@ -242,20 +252,22 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
                              failing)
     failing = failing[:n_failing]
     state.n_computed = n_failing
-    if n_failing == 0:
-        return True
-    result = assign_sets(X[failing], [p.centers], None if w is None else w[failing],
-                         bound_groups=[p.groups])[0]
-    if result["non_finite"]["count"]:
-        return False
-    block = sum_block_rows(len(p.centers), d)
-    changed = failing[result["labels"] != state.labels[failing]]
-    state.labels[failing] = result["labels"]
-    state.upper[failing] = np.sqrt(result["sq_dist"]) * (1.0 + bound_slack(d))
-    state.lower[failing] = result["lower"]
-    if len(changed):
-        block_statistics(X, _weights(w), state.labels, state.origin, block, np.unique(changed // block),
-                         state.block_sums, state.block_counts, state.block_squares)
+    if n_failing:
+        assigning = time.perf_counter()
+        result = assign_sets(X, [p.centers], w, rows=failing, bound_groups=[p.groups])[0]
+        if result["non_finite"]["count"]:
+            return False
+        if n_failing >= 1000:  # enough rows to time the kernel per row
+            state.lloyd_seconds = (time.perf_counter() - assigning) * n / n_failing
+        old_labels = np.empty(n_failing, dtype=np.int32)
+        n_changed = _store_rows(failing, result["labels"], result["sq_dist"], result["lower"], bound_slack(d),
+                                state.labels, state.upper, state.lower, old_labels)
+        if n_changed:
+            block = sum_block_rows(len(p.centers), d)
+            block_statistics(X, _weights(w), state.labels, state.row_squares, block, failing[:n_changed],
+                             old_labels[:n_changed], state.block_sums,
+                             state.block_counts, state.block_squares)
+    state.seconds = time.perf_counter() - started
     return True
 
 
@@ -268,7 +280,8 @@ def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
     empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "rows": np.zeros((0, d)),
              "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
     return LloydPartials(sums=sums, counts=counts, inertia=float(np.maximum(per_cluster, 0.0).sum()),
-                         farthest=empty, non_finite=dict(state.non_finite), n_computed=state.n_computed)
+                         farthest=empty, non_finite=dict(state.non_finite), n_computed=state.n_computed,
+                         seconds=state.seconds, lloyd_seconds=state.lloyd_seconds)
 
 
 def drop_states(token: str) -> int:
@@ -325,28 +338,58 @@ def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, g
 
 
 @compiled()
-def block_statistics(X, weights, labels, origin, block, blocks, sums, counts, squares):
-    """Recompute the weighted sums, counts and sums of squares about ``origin`` of the given blocks of
-    ``block`` rows, from zero and in row order: the sums and counts are those the kernel adds up."""
+def _store_rows(rows, labels, sq_dist, lower, slack, all_labels, upper, all_lower, old_labels):
+    """Write the reassigned rows' labels and bounds into the chunk's; the rows whose label changed are
+    moved to the front of ``rows`` (their old labels in ``old_labels``). Returns how many changed."""
+    n_changed = 0
+    for m in range(rows.shape[0]):
+        i = rows[m]
+        if labels[m] != all_labels[i]:
+            old_labels[n_changed] = all_labels[i]
+            rows[n_changed] = i
+            n_changed += 1
+            all_labels[i] = labels[m]
+        upper[i] = np.sqrt(sq_dist[m]) * (1.0 + slack)
+        for g in range(lower.shape[1]):
+            all_lower[i, g] = lower[m, g]
+    return n_changed
+
+
+@compiled()
+def block_statistics(X, weights, labels, row_squares, block, rows, old_labels, sums, counts, squares):
+    """Recompute the weighted sums, counts and sums of ``row_squares`` of the clusters whose rows changed
+    in each block of ``block`` rows: those that ``rows`` left (``old_labels``, -1 for none) or joined
+    (their ``labels`` now). Each is recomputed from zero and in row order, so that they are what the
+    kernel adds up, bit for bit; clusters of a block that no row joined or left are kept."""
     n, d = X.shape
-    for b in blocks:
-        sums[b] = 0.0
-        counts[b] = 0.0
-        squares[b] = 0.0
+    n_blocks, k = counts.shape
+    touched = np.zeros((n_blocks, k), dtype=np.bool_)
+    dirty = np.zeros(n_blocks, dtype=np.bool_)
+    for m in range(rows.shape[0]):
+        b = rows[m] // block
+        dirty[b] = True
+        if old_labels[m] >= 0:
+            touched[b, old_labels[m]] = True
+        if labels[rows[m]] >= 0:
+            touched[b, labels[rows[m]]] = True
+    for b in range(n_blocks):
+        if not dirty[b]:
+            continue
+        for a in range(k):
+            if touched[b, a]:
+                sums[b, a] = 0.0
+                counts[b, a] = 0.0
+                squares[b, a] = 0.0
         for i in range(b * block, min(n, (b + 1) * block)):
             a = labels[i]
-            if a < 0:
+            if a < 0 or not touched[b, a]:
                 continue
             w = 1.0 if weights is None else weights[i]
             counts[b, a] += w
             row_sums = sums[b, a]
-            q = 0.0
             for f in range(d):
-                value = np.float64(X[i, f])
-                row_sums[f] += w * value
-                t = value - origin[f]
-                q += t * t
-            squares[b, a] += w * q
+                row_sums[f] += w * np.float64(X[i, f])
+            squares[b, a] += w * row_squares[i]
 
 
 @compiled()

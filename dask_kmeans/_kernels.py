@@ -187,7 +187,8 @@ def _nearest_two(dist, r, center_sq, lo, hi):
 @compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
-                   inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower, slack):
+                   inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower, slack, selected,
+                   out_sums, out_counts, out_squares, square_origin, out_row_squares):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
 
@@ -202,15 +203,22 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     the weighted ``inertia``, the number ``n_bad`` of such rows and the index ``first_bad`` of the first.
 
     Sums and counts are added up a block of ``sum_block[g]`` rows at a time, each block's from zero in
-    row order, and the blocks in order: :func:`block_statistics` gives the same blocks bit for bit, so
-    the bounded passes, which recompute only the blocks whose labels changed, add up to the same sums.
+    row order, and the blocks in order; with ``out_sums``, ``out_counts`` and ``out_squares`` each
+    block's are kept too (the squares: weighted squared distances to ``square_origin``, each row's
+    unweighted in ``out_row_squares``), for the bounded
+    passes, which recompute only the blocks whose labels change (``_bounds.block_statistics``, which adds
+    them up the same way) and add them up to the same sums bit for bit.
+
+    With ``selected``, only those rows of ``X`` (row ``i`` of the outputs is ``X[selected[i]]``): the
+    bounded passes' rows whose bounds failed, gathered a GEMM block at a time (no sums then).
 
     With ``lower`` (rows x columns), also lower bounds on each row's distances to the centres other than
     its own, for the bounded passes: centre ``j``'s column is ``bound_columns[j]`` (group ``g`` owns
     columns ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the
     exact distance (not squared) from row ``i`` to every other centre of that column, shrunk by ``slack``.
     """
-    n, d = X.shape
+    d = X.shape[1]
+    n = X.shape[0] if selected is None else selected.shape[0]
     k = centers.shape[0]
     n_groups = group_starts.shape[0] - 1
     gemm_dtype = operand.dtype
@@ -224,9 +232,10 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     second = np.empty(rows_per_block, dtype=gemm_dtype)
     best = np.empty(rows_per_block, dtype=np.int64)
     center_sq64 = center_norm * center_norm
-    with_sums = sums is not None
+    with_sums = sums is not None or out_sums is not None
     block_sums = np.zeros((k if with_sums else 0, d))
     block_counts = np.zeros(k if with_sums else 0)
+    block_squares = np.zeros(k if out_squares is not None else 0)
     max_center_sq = np.zeros(n_groups)
     for g in range(n_groups):
         for j in range(group_starts[g], group_starts[g + 1]):
@@ -243,8 +252,9 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
         else:
             rows = shifted[:nb]
             for r in range(nb):
+                x_i = start + r if selected is None else selected[start + r]
                 for f in range(d):
-                    rows[r, f] = X[start + r, f] - origin[f]
+                    rows[r, f] = X[x_i, f] - origin[f]
         if centres_first:
             dist = dist_flat[: nb * k].reshape((k, nb))
             np.dot(operand, rows.T, dist)
@@ -279,10 +289,12 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     r += 1
             for r in range(nb):
                 i = start + r
+                x_i = i if selected is None else selected[i]
                 if with_sums and i > 0 and i % sum_block[g] == 0:
-                    _flush_block(block_sums, block_counts, sums, counts, lo, hi)
+                    _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts,
+                                 out_squares, i // sum_block[g] - 1, lo, hi)
                 label = best[r]
-                e = exact_sq_distance(X[i], centers[label])
+                e = exact_sq_distance(X[x_i], centers[label])
                 # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
                 bound = rounding * (2.0 * e + 2.0 * center_sq64[label] + max_center_sq[g])
                 decided_exactly = not (np.float64(second[r]) - np.float64(nearest[r]) > 2.0 * bound)
@@ -290,77 +302,98 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     # The two nearest are within rounding of each other (or the row is not finite):
                     # decide from exact distances, ties to the lowest index.
                     label = lo
-                    e = exact_sq_distance(X[i], centers[lo])
+                    e = exact_sq_distance(X[x_i], centers[lo])
                     for j in range(lo + 1, hi):
-                        e_j = exact_sq_distance(X[i], centers[j])
+                        e_j = exact_sq_distance(X[x_i], centers[j])
                         if e_j < e:
                             label = j
                             e = e_j
                 if lower is not None:
-                    _lower_bounds(X[i], centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound,
-                                  decided_exactly, bound_columns, column_starts[g], column_starts[g + 1],
-                                  lower[i], slack)
+                    if not decided_exactly and column_starts[g + 1] - column_starts[g] == 1:
+                        # Hamerly's bound: the second nearest, within the GEMM's rounding.
+                        gap = e + (np.float64(second[r]) - np.float64(nearest[r])) - 2.0 * bound
+                        lower[i, column_starts[g]] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+                    else:
+                        _group_lower_bounds(X, x_i, lower, i, centers, dist, centres_first, r, center_sq, lo,
+                                            hi, label, e, bound, decided_exactly, np.float64(nearest[r]),
+                                            bound_columns, column_starts[g], column_starts[g + 1], slack)
                 if not (e <= too_large):
                     labels[g, i] = -1
                     sq_dist[g, i] = np.nan
                     n_bad[g] += 1
                     if first_bad[g] < 0:
-                        first_bad[g] = i
+                        first_bad[g] = x_i
                     continue
                 labels[g, i] = label - lo
                 sq_dist[g, i] = e
-                w = 1.0 if weights is None else np.float64(weights[i])
+                w = 1.0 if weights is None else np.float64(weights[x_i])
                 inertia[g] += w * e
                 if with_sums:
                     block_counts[label] += w
                     row_sums = block_sums[label]
-                    x = X[i]
+                    x = X[x_i]
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
-    if with_sums:
+                    if out_squares is not None:
+                        q = exact_sq_distance(x, square_origin)
+                        out_row_squares[x_i] = q
+                        block_squares[label] += w * q
+    if with_sums and n > 0:
         for g in range(n_groups):
-            _flush_block(block_sums, block_counts, sums, counts, group_starts[g], group_starts[g + 1])
+            _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts,
+                         out_squares, (n - 1) // sum_block[g], group_starts[g], group_starts[g + 1])
 
 
 @compiled(inline="always")
-def _flush_block(block_sums, block_counts, sums, counts, lo, hi):
-    """Add a block's sums and counts of centres ``lo`` to ``hi`` to the totals and zero them."""
+def _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts, out_squares, b,
+                 lo, hi):
+    """Add block ``b``'s sums and counts of centres ``lo`` to ``hi`` to the totals (or keep them as
+    block ``b``'s, with its squares), and zero them for the next block."""
     for j in range(lo, hi):
-        counts[j] += block_counts[j]
+        if counts is not None:
+            counts[j] += block_counts[j]
+        if out_counts is not None:
+            out_counts[b, j] = block_counts[j]
+            out_squares[b, j] = block_squares[j]
+            block_squares[j] = 0.0
         block_counts[j] = 0.0
-        for f in range(sums.shape[1]):
-            sums[j, f] += block_sums[j, f]
+        for f in range(block_sums.shape[1]):
+            if sums is not None:
+                sums[j, f] += block_sums[j, f]
+            if out_sums is not None:
+                out_sums[b, j, f] = block_sums[j, f]
             block_sums[j, f] = 0.0
 
 
 @compiled(inline="always")
-def _lower_bounds(x, centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound, decided_exactly,
-                  bound_columns, column_lo, column_hi, lower_row, slack):
-    """Per column of centres, a lower bound on the distance from ``x`` to every centre but ``label``.
+def _group_lower_bounds(X, x_i, lower, i, centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound,
+                        decided_exactly, nearest, bound_columns, column_lo, column_hi, slack):
+    """Per column (group) of centres, a lower bound on the distance from row ``X[x_i]`` to every centre
+    of the group but ``label``, written to ``lower[i]``.
 
     From the GEMM's values where they decided the label: for any centre ``j``,
-    ``||x - c_j||^2 - ||x - c_label||^2`` is the difference of their GEMM values within ``2 bound``;
-    from exact distances where the row was decided from them.
+    ``||x - c_j||^2 - ||x - c_label||^2`` is the difference of their GEMM values within ``2 bound``; from
+    exact distances where the row was decided from them. (With one column the kernel takes the second
+    nearest, which its sweep has found.)
     """
     for col in range(column_lo, column_hi):
-        lower_row[col] = np.inf
-    if decided_exactly:
-        for j in range(lo, hi):
-            if j != label:
-                col = bound_columns[j]
-                lower_row[col] = min(lower_row[col], exact_sq_distance(x, centers[j]))
-        for col in range(column_lo, column_hi):
-            lower_row[col] = np.sqrt(lower_row[col]) * (1.0 - slack)
-        return
-    own = np.float64(dist[label, r] if centres_first else dist[r, label]) + center_sq[label]
+        lower[i, col] = np.inf
     for j in range(lo, hi):
-        if j != label:
-            col = bound_columns[j]
-            value = np.float64(dist[j, r] if centres_first else dist[r, j]) + center_sq[j]
-            lower_row[col] = min(lower_row[col], value)
+        if j == label:
+            continue
+        if decided_exactly:
+            value = exact_sq_distance(X[x_i], centers[j])
+        elif centres_first:
+            value = np.float64(dist[j, r]) + center_sq[j] - nearest
+        else:
+            value = np.float64(dist[r, j]) + center_sq[j] - nearest
+        col = bound_columns[j]
+        lower[i, col] = min(lower[i, col], value)
     for col in range(column_lo, column_hi):
-        gap = e + (lower_row[col] - own) - 2.0 * bound
-        lower_row[col] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+        if decided_exactly:
+            lower[i, col] = np.sqrt(lower[i, col]) * (1.0 - slack)
+        else:
+            lower[i, col] = np.sqrt(max(e + lower[i, col] - 2.0 * bound, 0.0)) * (1.0 - slack)
 
 
 @compiled()
@@ -468,6 +501,8 @@ def assign_sets(
     row_offset: int = 0,
     float32_from: np.ndarray | None = None,
     bound_groups: list[np.ndarray] | None = None,
+    rows: np.ndarray | None = None,
+    block_origin: np.ndarray | None = None,
 ) -> list[dict]:
     """:func:`assign` for several centre sets at once: one GEMM per block of rows serves them all.
 
@@ -477,12 +512,18 @@ def assign_sets(
 
     With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds ``lower``
     (n, t): per group, a lower bound on the row's distance to the group's centres other than its own
-    (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes.
+    (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes. With
+    ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``block_origin``,
+    each result also holds the sums, counts and squared distances to ``block_origin`` of each block of
+    :func:`sum_block_rows` rows: ``block_sums`` (blocks, k, d), ``block_counts`` and ``block_squares``
+    (blocks, k), weighted, float64; and ``row_squares`` (n,), each row's squared distance to it (NaN
+    for rows left out).
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
     group_starts = np.concatenate([[0], np.cumsum([len(c) for c in center_sets])]).astype(np.int64)
-    n, d = X.shape
+    d = X.shape[1]
+    n = X.shape[0] if rows is None else len(rows)
     k, n_sets = centers.shape[0], len(center_sets)
     if float32_from is not None:
         gemm_dtype, origin = np.dtype(np.float32), np.asarray(float32_from, dtype=np.float64)
@@ -492,7 +533,7 @@ def assign_sets(
         gemm_dtype, origin = np.dtype(np.float32), centers.mean(axis=0)
     else:
         gemm_dtype, origin = X.dtype, _gemm_origin(centers, X.dtype)
-    shift = origin is not None or gemm_dtype != X.dtype
+    shift = origin is not None or gemm_dtype != X.dtype or rows is not None  # copied a block at a time
     origin = np.zeros(d) if origin is None else origin
     moved = centers - origin
     centres_first = k >= _CENTRES_FIRST[gemm_dtype.itemsize]
@@ -514,11 +555,19 @@ def assign_sets(
         bound_columns = np.concatenate(
             [np.asarray(groups, np.int64) + start for groups, start in zip(bound_groups, column_starts)])
         lower = np.empty((n, column_starts[-1]))
+    out_sums = out_counts = out_squares = row_squares = None
+    if block_origin is not None:
+        row_squares = np.full(n, np.nan)
+        n_blocks = -(-n // int(sum_block.min())) if n else 0
+        out_sums, out_counts, out_squares = np.zeros((n_blocks, k, d)), np.zeros((n_blocks, k)), np.zeros(
+            (n_blocks, k))
+        block_origin = np.ascontiguousarray(block_origin, dtype=np.float64)
+    selected = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
         sq_dist, sums, counts, inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower,
-        bound_slack(d),
+        bound_slack(d), selected, out_sums, out_counts, out_squares, block_origin, row_squares,
     )
     results = []
     for g in range(n_sets):
@@ -534,6 +583,12 @@ def assign_sets(
             out["sums"], out["counts"] = sums[lo:hi], counts[lo:hi]
         if lower is not None:
             out["lower"] = lower[:, column_starts[g] : column_starts[g + 1]]
+        if out_sums is not None:
+            lo, hi, n_blocks = group_starts[g], group_starts[g + 1], -(-n // int(sum_block[g])) if n else 0
+            out["block_sums"] = out_sums[:n_blocks, lo:hi]
+            out["block_counts"] = out_counts[:n_blocks, lo:hi]
+            out["block_squares"] = out_squares[:n_blocks, lo:hi]
+            out["row_squares"] = row_squares
         results.append(out)
     return results
 
@@ -620,7 +675,9 @@ class LloydPartials:
     farthest: dict
     non_finite: dict
     moments: dict | None = None
-    n_computed: int = 0
+    n_computed: int = 0  # rows whose distances were computed (the bounded passes skip many)
+    seconds: float = 0.0  # the bounded passes' time, and what Lloyd's would have taken (see _bounds)
+    lloyd_seconds: float = 0.0
 
     @classmethod
     def combine(cls, parts: list[LloydPartials], n_farthest: int = 0) -> LloydPartials:
@@ -633,6 +690,8 @@ class LloydPartials:
             non_finite=combine_non_finite([p.non_finite for p in parts]),
             moments=None if parts[0].moments is None else combine_moments([p.moments for p in parts]),
             n_computed=sum(p.n_computed for p in parts),
+            seconds=sum(p.seconds for p in parts),
+            lloyd_seconds=sum(p.lloyd_seconds for p in parts),
         )
 
 
