@@ -90,6 +90,10 @@ def run(X, k, C0, algorithm, max_iter):
     }
 
 
+def percent_or_ms(value, scale) -> str:
+    return fmt(None if value is None else value * scale, ".1f")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -101,14 +105,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for line in machine_info(["dask_kmeans"], dask_ml=False):
         print(line)
-    print(f"{args.rows:,} rows; tol=1e-4, max_iter={args.max_iter}; repeats={args.repeats} (medians)\n", flush=True)
+    print(f"{args.rows:,} rows; tol=1e-4, max_iter={args.max_iter}; repeats={args.repeats} (medians)\n",
+          flush=True)
     rows = []
     for name in args.data.split(","):
         progress(f"making {name} ...")
         X, k = make_data(name, args.rows, args.seed)
         C0 = pick_initial_centers(X, k, seed=args.seed + 1).astype(np.float64)
         auto, _ = choose_algorithm("auto", k, X.shape[1], len(X), 1, in_memory=True)
-        run(X[:20_000], k, C0, "yinyang", 3)  # warm-up: compilation, thread pools
+        for algorithm in ALGORITHMS:  # warm-up: compilation (or loading it), thread pools
+            run(X[:50_000], k, C0, algorithm, 5)
         figures = {a: [] for a in ALGORITHMS}
         models = {}
         for r in range(args.repeats):
@@ -140,9 +146,9 @@ def main(argv=None) -> int:
         ("n_iter", lambda r: str(r.extra["n_iter"])),
         ("to converge (s)", lambda r: fmt(r.time_s, ".2f")),
         ("x lloyd", lambda r: fmt(r.ratios["total"], ".2f")),
-        ("late iter (ms)", lambda r: fmt(None if r.extra["late"] is None else r.extra["late"] * 1e3, ".1f")),
+        ("late iter (ms)", lambda r: percent_or_ms(r.extra["late"], 1e3)),
         ("x lloyd ", lambda r: fmt(r.ratios["late"], ".2f")),
-        ("computed %", lambda r: fmt(None if r.extra["computed"] is None else 100 * r.extra["computed"], ".1f")),
+        ("computed %", lambda r: percent_or_ms(r.extra["computed"], 100)),
         ("state B/row", lambda r: fmt(r.extra["state"], ".0f")),
         ("same", lambda r: r.extra["same"]),
     ]

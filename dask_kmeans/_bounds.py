@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -39,6 +40,8 @@ from ._kernels import (
     compiled,
     exact_sq_distance,
     feature_moments,
+    lloyd_partials_sets,
+    nearest_center,
     pairwise_sq_distances,
     sum_block_rows,
     update_centers,
@@ -79,22 +82,27 @@ def _group_partials(centers, groups, n_groups) -> LloydPartials:
 class BoundsPlan:
     """What every chunk's task needs to move one set's bounds from its previous centres to the current
     ones, computed once on the client: ``moved`` (k,) each centre's move, ``group_moved`` (t,) the
-    largest move in each group and ``group_second`` the second largest, ``group_mover`` the centre
-    that moved most, and ``half_gap`` (k,) half the distance from each centre to its nearest other one.
-    ``version`` is the pass the state must come from (-1: compute in full)."""
+    largest move in each group, ``own_drift`` (k,) the largest move in each centre's group but its own,
+    and ``half_gap`` (k,) half the distance from each centre to its nearest other one.
+    ``version`` is the pass the state must come from (-1: compute in full). ``run`` names the set (its
+    state's key). A plan without ``groups`` asks for a plain Lloyd pass of the set (bounds that did not
+    pay, see :func:`bounds_pay`)."""
 
+    run: int
     centers: np.ndarray
-    groups: np.ndarray
-    version: int
-    moved: np.ndarray
-    group_moved: np.ndarray
-    group_second: np.ndarray
-    group_mover: np.ndarray
-    half_gap: np.ndarray
+    groups: np.ndarray | None = None
+    version: int = -1
+    moved: np.ndarray | None = None
+    group_moved: np.ndarray | None = None
+    own_drift: np.ndarray | None = None
+    half_gap: np.ndarray | None = None
 
 
-def plan(centers: np.ndarray, groups: np.ndarray, previous: np.ndarray | None, version: int) -> BoundsPlan:
+def plan(run: int, centers: np.ndarray, groups: np.ndarray | None, previous: np.ndarray | None,
+         version: int) -> BoundsPlan:
     """A set's :class:`BoundsPlan` for a pass; ``previous`` are the centres of the pass ``version``."""
+    if groups is None:
+        return BoundsPlan(run, centers)
     k, d = centers.shape
     slack = bound_slack(d)
     n_groups = int(groups.max()) + 1
@@ -112,8 +120,9 @@ def plan(centers: np.ndarray, groups: np.ndarray, previous: np.ndarray | None, v
     gaps = pairwise_sq_distances(centers, centers)
     np.fill_diagonal(gaps, np.inf)
     half_gap = 0.5 * np.sqrt(gaps.min(axis=1)) * (1.0 - 4.0 * slack) if k > 1 else np.full(k, np.inf)
-    return BoundsPlan(centers, groups, version if previous is not None else -1, moved, group_moved,
-                      group_second, group_mover, half_gap)
+    own_drift = np.where(group_mover[groups] == np.arange(k), group_second[groups], group_moved[groups])
+    return BoundsPlan(run, centers, groups, version if previous is not None else -1, moved, group_moved,
+                      own_drift, half_gap)
 
 
 @dataclass
@@ -134,7 +143,6 @@ class ChunkState:
     non_finite: dict
     n_computed: int = 0
     seconds: float = 0.0
-    lloyd_seconds: float = 0.0
 
     @property
     def nbytes(self) -> int:
@@ -151,45 +159,62 @@ def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> flo
     return 4 + 8 + 8 * n_groups + 8 + block
 
 
+# Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
+# back to Lloyd once its bounded passes have cost this many Lloyd passes more than Lloyd's would have.
+LOSS_BUDGET = 2.0
+
+
+def bounds_still_pay(loss: float, seconds: float, lloyd_seconds: float) -> tuple[float, bool]:
+    """The time a set's bounded passes have lost against Lloyd so far, with this pass's (its tasks'
+    ``seconds`` against ``lloyd_seconds``, those of the set's first pass, a Lloyd pass), and whether
+    the set should keep its bounds."""
+    loss += seconds - lloyd_seconds
+    return loss, loss <= LOSS_BUDGET * lloyd_seconds
+
+
 def choose_algorithm(requested: str, n_clusters: int, n_features: int, n_rows: int, n_sets: int,
                      in_memory: bool) -> tuple[str, str]:
     """The algorithm a fit runs, and why: ``requested`` unless it is "auto".
 
-    "auto" takes Yinyang (measured fastest, see benchmarks/bench_bounds.py) where its per-row state fits
-    in a quarter of the workers' memory (of this machine's free memory with a local scheduler), else
-    Hamerly's smaller state where that fits, else Lloyd. Tasks of a local process pool run in processes
-    this fit cannot reach to free their state: Lloyd there.
+    "auto" takes Hamerly where its per-row state fits in a quarter of the workers' memory (of this
+    machine's free memory with a local scheduler), else Lloyd. Hamerly, not Yinyang: on the data of
+    benchmarks/bench_bounds.py Yinyang's group bounds skip a few more rows but computing them for the
+    rows that are reassigned costs more than that saves, and its state is larger. Tasks of a local
+    process pool run in processes this fit cannot reach to free their state: Lloyd there.
     """
     if requested != "auto":
         return requested, f"{requested} as asked"
     if current_client() is None and dask_threads_in_this_process() == 0:
         return "lloyd", "lloyd: tasks run in a local process pool, where per-row bounds could not be freed"
     budget = 0.25 * memory_for_data()
+    state = n_rows * n_sets * state_bytes_per_row(n_clusters, n_features, "hamerly")
+    if state > budget:
+        return "lloyd", (f"lloyd: per-row bounds would take {state / 2**20:,.0f} MiB, more than a quarter of "
+                         f"the memory ({budget * 4 / 2**20:,.0f} MiB)")
     where = "beside the data in memory" if in_memory else "(the data are streamed from their source)"
-    for algorithm in ("yinyang", "hamerly"):
-        state = n_rows * n_sets * state_bytes_per_row(n_clusters, n_features, algorithm)
-        if state <= budget:
-            return algorithm, f"{algorithm}: its per-row state, {state / 2**20:,.0f} MiB, fits {where}"
-    return "lloyd", (f"lloyd: per-row bounds would take {state / 2**20:,.0f} MiB, more than a quarter of the "
-                     f"memory ({budget * 4 / 2**20:,.0f} MiB)")
+    return "hamerly", f"hamerly: its per-row state, {state / 2**20:,.0f} MiB, fits {where}"
 
 
 def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, with_moments: bool, *, chunk):
     """One chunk's :class:`LloydPartials` for every set, from its state where it has one.
 
     ``farthest`` is left empty (the bounds never compute the farthest rows): the driver redoes a pass
-    whose counts leave a cluster empty as a plain Lloyd pass, which relocates as Lloyd does.
-    ``seconds`` is the time the chunk took per set, ``lloyd_seconds`` what a Lloyd pass would have
-    taken (the kernel's time per row it assigned, times the rows), for the driver to tell whether the
-    bounds pay.
+    whose counts leave a cluster empty as a plain Lloyd pass, which relocates as Lloyd does. Sets
+    whose plan has no groups get a plain Lloyd chunk (and their state is freed): every set's first
+    pass, which times Lloyd on the chunk, and sets whose bounds did not pay. ``seconds`` is the time
+    the chunk took per set, for the driver to tell whether the bounds pay.
     """
-    states, fresh = [None] * len(plans), []
+    states, fresh, plain = [None] * len(plans), [], []
     for s, p in enumerate(plans):
-        state = _take_state((token, s, chunk.index))
-        if state is None or p.version < 0 or state.version != p.version or not _advance_state(X, w, p, state):
-            fresh.append(s)
-        else:
+        state = _take_state((token, p.run, chunk.index))
+        if p.groups is None:
+            plain.append(s)
+            continue
+        _compile_once(X, w, p)
+        if _is_current(state, p) and _advance_state(X, w, p, state):
             states[s] = state
+        else:  # no state of the previous pass here (first pass, lost, ran elsewhere): afresh
+            fresh.append(s)
     if fresh:
         started = time.perf_counter()
         # Any point near the chunk's rows keeps the sums of squares from cancelling; this one is cheap
@@ -199,13 +224,59 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
                               bound_groups=[plans[s].groups for s in fresh], block_origin=origin)
         seconds = (time.perf_counter() - started) / len(fresh)
         for s, result in zip(fresh, results):
-            states[s] = _new_state(X, plans[s], result, origin, seconds)
-    partials = [_keep(state, p, (token, s, chunk.index), this_pass)
-                for s, (state, p) in enumerate(zip(states, plans))]
-    if with_moments:
-        left_out = partials[0].non_finite["count"] > 0
-        partials[0].moments = feature_moments(X if not left_out else X[states[0].labels >= 0])
+            states[s] = _new_state(X, result, origin, seconds)
+    partials = [None if state is None else _keep(state, p, (token, p.run, chunk.index), this_pass)
+                for state, p in zip(states, plans)]
+    if plain:
+        centers = [plans[s].centers for s in plain]
+        lloyd = partial(lloyd_partials_sets, center_sets=centers, row_offset=chunk.row_offset,
+                        n_farthest=[len(c) - 1 for c in centers])
+        lloyd(X[:1], None if w is None else w[:1])  # compiled (or loaded) before it is timed
+        started = time.perf_counter()
+        results = lloyd(X, w)
+        seconds = (time.perf_counter() - started) / len(plain)
+        for s, part in zip(plain, results):
+            part.seconds = seconds
+            partials[s] = part
+    if with_moments:  # the first pass; the data's moments are not part of the time Lloyd takes
+        if partials[0].non_finite["count"] == 0:
+            partials[0].moments = feature_moments(X)
+        else:  # the rows left out are those the kernel leaves out
+            labels = nearest_center(X, plans[0].centers)[0]
+            partials[0].moments = feature_moments(X[labels >= 0])
     return partials
+
+
+_COMPILED: set = set()
+
+
+def _compile_once(X, w, p: BoundsPlan) -> None:
+    """Run every compiled step of a bounded pass once on a few rows, the first time this process meets
+    these types, so that compiling (or loading numba's cache: seconds in a new process) is not timed
+    as what the bounds cost."""
+    key = (X.dtype.str, w is None, int(p.groups.max()) > 0)
+    if key in _COMPILED or len(X) < 2:
+        return
+    few, w_few = np.ascontiguousarray(X[:16]), None if w is None else w[:16]
+    d = few.shape[1]
+    origin = few.mean(axis=0, dtype=np.float64)
+    state = _new_state(few, assign_sets(few, [p.centers], w_few, bound_groups=[p.groups],
+                                        block_origin=origin)[0], origin, 0.0)
+    rows = np.arange(len(few), dtype=np.int64)
+    _filter_rows(few, state.labels, state.upper, state.lower, p.centers, p.moved, p.groups, p.group_moved,
+                 p.own_drift, p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
+    again = assign_sets(few, [p.centers], w_few, rows=rows, bound_groups=[p.groups])[0]
+    old_labels = np.empty(len(few), dtype=np.int32)
+    _store_rows(rows, again["labels"], again["sq_dist"], again["lower"], bound_slack(d), state.labels,
+                state.upper, state.lower, old_labels)
+    block_statistics(few, _weights(w_few), state.labels, state.row_squares, sum_block_rows(len(p.centers), d),
+                     rows, state.labels.copy(), state.block_sums, state.block_counts, state.block_squares)
+    _add_blocks(state.block_sums, state.block_counts, state.block_squares)
+    _COMPILED.add(key)
+
+
+def _is_current(state: ChunkState | None, p: BoundsPlan) -> bool:
+    return state is not None and p.version >= 0 and state.version == p.version
 
 
 def _take_state(key) -> ChunkState | None:
@@ -222,7 +293,7 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
     return partials
 
 
-def _new_state(X, p: BoundsPlan, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
+def _new_state(X, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
     n, d = X.shape
     return ChunkState(
         version=-1, labels=result["labels"].copy(),
@@ -232,7 +303,7 @@ def _new_state(X, p: BoundsPlan, result: dict, origin: np.ndarray, seconds: floa
         block_counts=np.ascontiguousarray(result["block_counts"]),
         block_squares=np.ascontiguousarray(result["block_squares"]),
         row_squares=result["row_squares"], origin=origin, non_finite=result["non_finite"],
-        n_computed=n - result["non_finite"]["count"], seconds=seconds, lloyd_seconds=seconds,
+        n_computed=n - result["non_finite"]["count"], seconds=seconds,
     )
 
 
@@ -248,17 +319,13 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
     n, d = X.shape
     failing = np.empty(n, dtype=np.int64)
     n_failing = _filter_rows(X, state.labels, state.upper, state.lower, p.centers, p.moved, p.groups,
-                             p.group_moved, p.group_second, p.group_mover, p.half_gap, bound_slack(d),
-                             failing)
+                             p.group_moved, p.own_drift, p.half_gap, bound_slack(d), failing)
     failing = failing[:n_failing]
     state.n_computed = n_failing
     if n_failing:
-        assigning = time.perf_counter()
         result = assign_sets(X, [p.centers], w, rows=failing, bound_groups=[p.groups])[0]
         if result["non_finite"]["count"]:
             return False
-        if n_failing >= 1000:  # enough rows to time the kernel per row
-            state.lloyd_seconds = (time.perf_counter() - assigning) * n / n_failing
         old_labels = np.empty(n_failing, dtype=np.int32)
         n_changed = _store_rows(failing, result["labels"], result["sq_dist"], result["lower"], bound_slack(d),
                                 state.labels, state.upper, state.lower, old_labels)
@@ -281,7 +348,7 @@ def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
              "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
     return LloydPartials(sums=sums, counts=counts, inertia=float(np.maximum(per_cluster, 0.0).sum()),
                          farthest=empty, non_finite=dict(state.non_finite), n_computed=state.n_computed,
-                         seconds=state.seconds, lloyd_seconds=state.lloyd_seconds)
+                         seconds=state.seconds)
 
 
 def drop_states(token: str) -> int:
@@ -304,30 +371,51 @@ def drop_states_everywhere(token: str) -> None:
 
 
 @compiled()
-def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, group_second, group_mover,
-                 half_gap, slack, failing):
+def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, own_drift, half_gap, slack,
+                 failing):
     """Move every row's bounds by the centres' moves and list the rows whose bounds fail after the
-    upper bound is tightened to the exact distance. Rows left out (label -1) are never listed."""
+    upper bound is tightened to the exact distance. Rows left out (label -1) are never listed.
+
+    ``own_drift[a]`` is the largest move in centre ``a``'s group but its own, ``group_moved`` each
+    group's largest. The first loop has no branch (it vectorises), the second tightens the few rows
+    the first lists."""
     n, t = lower.shape
     grow = 1.0 + 2.0 * slack
     shrink = 1.0 - 2.0 * slack
+    n_listed = 0
+    if t == 1:  # Hamerly: the loop without the groups' is 4x faster
+        for i in range(n):
+            a = labels[i]
+            c = max(a, 0)
+            u = (upper[i] + moved[c]) * grow
+            upper[i] = u
+            value = (lower[i, 0] - own_drift[c]) * shrink
+            lower[i, 0] = value
+            failing[n_listed] = i
+            n_listed += (a >= 0) & (u >= max(value, half_gap[c]))
+    else:
+        for i in range(n):
+            a = labels[i]
+            c = max(a, 0)
+            u = (upper[i] + moved[c]) * grow
+            upper[i] = u
+            own = groups[c]
+            smallest = np.inf
+            for g in range(t):
+                drift = own_drift[c] if g == own else group_moved[g]
+                value = (lower[i, g] - drift) * shrink
+                lower[i, g] = value
+                smallest = min(smallest, value)
+            failing[n_listed] = i
+            n_listed += (a >= 0) & (u >= max(smallest, half_gap[c]))
     n_failing = 0
-    for i in range(n):
+    for m in range(n_listed):
+        i = failing[m]
         a = labels[i]
-        if a < 0:
-            continue
-        u = (upper[i] + moved[a]) * grow
-        own = groups[a]
         smallest = np.inf
         for g in range(t):
-            drift = group_second[g] if (g == own and group_mover[g] == a) else group_moved[g]
-            value = (lower[i, g] - drift) * shrink
-            lower[i, g] = value
-            smallest = min(smallest, value)
+            smallest = min(smallest, lower[i, g])
         limit = max(smallest, half_gap[a])
-        if u < limit:
-            upper[i] = u
-            continue
         u = np.sqrt(exact_sq_distance(X[i], centers[a])) * (1.0 + slack)
         upper[i] = u
         if u < limit:

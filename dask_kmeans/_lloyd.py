@@ -19,12 +19,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
 
-from ._bounds import bound_groups, bounded_chunk, drop_states_everywhere, plan
+from ._bounds import bound_groups, bounded_chunk, bounds_still_pay, drop_states_everywhere, plan
 from ._kernels import LloydPartials, assign_sets, combine_non_finite, lloyd_partials_sets, update_centers
 from ._passes import ChunkedRows, combine_each, map_reduce
 from ._scheduler import compute
@@ -94,7 +94,10 @@ def advance(
     """
     started = time.perf_counter() - max((s.history[-1]["elapsed"] for s in sets if s.history), default=0.0)
     bounded = config.algorithm != "lloyd"
-    token, groups, previous = uuid.uuid4().hex, {}, {}  # per set: its bound groups, last pass's centres
+    token = uuid.uuid4().hex  # names this call's per-row state on the workers
+    # Per set: its bound groups (None: a plain Lloyd pass), its last pass's centres, the time of its
+    # first pass (a Lloyd pass, timed), and the time its bounded passes have lost against that.
+    groups, previous, lloyd_seconds, losses = {}, {}, {}, {}
     this_pass = 0
     try:
         while True:
@@ -103,23 +106,31 @@ def advance(
                 return mean_variance
             need_moments = mean_variance is None
             if bounded:
-                plans = []
-                for i in active:
-                    if i not in groups:
-                        groups[i] = bound_groups(sets[i].centers, config.algorithm)
-                    plans.append(plan(sets[i].centers, groups[i], previous.get(i), this_pass - 1))
+                plans = [plan(i, sets[i].centers, groups.get(i), previous.get(i), this_pass - 1)
+                         for i in active]
                 stats = _pass(data, bounded_chunk, active, sets, (plans, token, this_pass, need_moments))
                 # The bounds never look for the farthest rows: a pass that leaves a cluster empty is redone
                 # as a Lloyd pass (the same sums and counts, bit for bit) to relocate it as Lloyd does.
-                redo = [n for n, part in enumerate(stats) if np.any(part.counts == 0)]
+                redo = [n for n, (p, part) in enumerate(zip(plans, stats))
+                        if p.groups is not None and np.any(part.counts == 0)]
                 if redo:
                     again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
                                   ([sets[active[n]].centers for n in redo], False))
                     for n, part in zip(redo, again):
-                        stats[n] = LloydPartials(**{**vars(part), "n_computed": stats[n].n_computed,
-                                                    "moments": stats[n].moments})
-                for i in active:
+                        stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments,
+                                           seconds=stats[n].seconds)
+                for i, p, part in zip(active, plans, stats):
                     previous[i] = sets[i].centers
+                    if i not in lloyd_seconds:  # its first pass: bounds from the next one on
+                        lloyd_seconds[i] = part.seconds
+                        groups[i] = bound_groups(sets[i].centers, config.algorithm)
+                    elif p.groups is not None:
+                        losses[i], pay = bounds_still_pay(losses.get(i, 0.0), part.seconds, lloyd_seconds[i])
+                        if not pay:
+                            groups[i] = None
+                            logger.info("%sBounds do not pay on these data (%.2fs lost against Lloyd): "
+                                        "Lloyd from iteration %d on.", "" if len(sets) == 1 else f"Run {i}: ",
+                                        losses[i], sets[i].n_iter + 2)
                 this_pass += 1
             else:
                 centers = [sets[i].centers for i in active]

@@ -133,10 +133,12 @@ default="k-means||"
         and ``n_iter_`` bit for bit. "lloyd" computes every row's distances every pass. "hamerly" and
         "yinyang" keep per-row triangle-inequality bounds beside each chunk, in the workers' memory, and
         compute distances only for rows whose bounds cannot prove that they keep their centre: after the
-        first iterations a small share of the rows. Hamerly keeps one lower bound per row (about 28
-        bytes a row); Yinyang one per group of about ten centres (about ``12 + 8 k / 10`` bytes a row,
-        plus up to 16), and skips more rows. "auto": Yinyang where its state fits in a quarter of the
-        workers' memory, else Hamerly, else Lloyd; the fit's log and ``algorithm_`` say which ran.
+        first iterations a small share of the rows. Hamerly keeps one lower bound per row (28 bytes a
+        row, plus up to 16 for per-block sums); Yinyang one per group of about ten centres (``20 + 8 k /
+        10`` bytes, plus up to 16) and skips a few more rows, but costs more per row it reassigns.
+        Where bounds cost more than they save (data without clusters), a run goes back to Lloyd after
+        they have lost it about two Lloyd passes. "auto": Hamerly where its state fits in a quarter of
+        the workers' memory, else Lloyd; the fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------
