@@ -3,19 +3,19 @@
 Triangle-inequality bounds prove, row by row, that a row keeps its centre without computing its
 distances. Each row keeps an upper bound ``u`` on its distance to its own centre and lower bounds on its
 distances to the other centres: one (Hamerly 2010) or one per group of centres (Yinyang, Ding et al.
-2015; the groups are a k-means of the initial centres, about ten centres each). When the centres move
-by ``delta``, ``u`` grows by its centre's move and each lower bound shrinks by the largest move in its
-group. A row whose ``u`` is below all its lower bounds (or below half the gap from its centre to the
-nearest other centre) keeps its label; the others get ``u`` tightened to the exact distance, and those
-that still fail are gathered and assigned by the one kernel (:func:`assign_sets`, GEMM and all), which
-also gives their new bounds.
+2015; the groups are a k-means of the initial centres, about ten centres each). When the centres move,
+``u`` grows by its centre's move and each lower bound shrinks by the largest move in its group. A row
+whose ``u`` is below all its lower bounds (or below half the gap from its centre to the nearest other
+centre) keeps its label; the others are gathered and assigned by the one kernel (:func:`assign_sets`,
+GEMM and all), which also gives their new bounds.
 
 The answer is Lloyd's, bit for bit: a row skips only when its label provably stays the label of the
 exact distances (ties to the lowest index: the test is strict, and bounds are widened by the rounding
 of the distances as computed); a chunk's sums and counts are added up a block of rows at a time in row
-order exactly as the kernel adds them (:func:`block_statistics`), recomputing only the blocks where a
-label changed. The inertia of an iteration comes from per-cluster weighted sums of squares about the
-chunk's mean (relative error about ``eps * spread / cluster width``), not from every row's distance.
+order exactly as the kernel adds them (:func:`block_statistics`), recomputing only the clusters of a
+block where a label changed. The inertia of an iteration comes from per-cluster weighted sums of squared
+distances to a point near the chunk (relative error about ``eps * spread / cluster width``), not from
+every row's distance.
 
 The per-row state (labels, bounds, block statistics) stays in the memory of the process that ran the
 chunk's task, keyed by the fit, the centre set and the chunk, and tagged with the pass it belongs to. A
@@ -38,7 +38,6 @@ from ._kernels import (
     assign_sets,
     bound_slack,
     compiled,
-    exact_sq_distance,
     feature_moments,
     lloyd_partials_sets,
     nearest_center,
@@ -217,9 +216,7 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
             fresh.append(s)
     if fresh:
         started = time.perf_counter()
-        # Any point near the chunk's rows keeps the sums of squares from cancelling; this one is cheap
-        # and depends on the chunk alone, so a chunk computed afresh later gets the same one.
-        origin = X[:ORIGIN_ROWS].mean(axis=0, dtype=np.float64) if len(X) else np.zeros(X.shape[1])
+        origin = _origin(X)
         results = assign_sets(X, [plans[s].centers for s in fresh], w, row_offset=chunk.row_offset,
                               bound_groups=[plans[s].groups for s in fresh], block_origin=origin)
         seconds = (time.perf_counter() - started) / len(fresh)
@@ -259,12 +256,12 @@ def _compile_once(X, w, p: BoundsPlan) -> None:
         return
     few, w_few = np.ascontiguousarray(X[:16]), None if w is None else w[:16]
     d = few.shape[1]
-    origin = few.mean(axis=0, dtype=np.float64)
+    origin = _origin(few)
     state = _new_state(few, assign_sets(few, [p.centers], w_few, bound_groups=[p.groups],
                                         block_origin=origin)[0], origin, 0.0)
     rows = np.arange(len(few), dtype=np.int64)
-    _filter_rows(few, state.labels, state.upper, state.lower, p.centers, p.moved, p.groups, p.group_moved,
-                 p.own_drift, p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
+    _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved, p.own_drift,
+                 p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
     again = assign_sets(few, [p.centers], w_few, rows=rows, bound_groups=[p.groups])[0]
     old_labels = np.empty(len(few), dtype=np.int32)
     _store_rows(rows, again["labels"], again["sq_dist"], again["lower"], bound_slack(d), state.labels,
@@ -277,6 +274,15 @@ def _compile_once(X, w, p: BoundsPlan) -> None:
 
 def _is_current(state: ChunkState | None, p: BoundsPlan) -> bool:
     return state is not None and p.version >= 0 and state.version == p.version
+
+
+def _origin(X) -> np.ndarray:
+    """A point near the chunk's rows, which keeps the sums of squared distances to it from cancelling:
+    the mean of its first finite rows, cheap, and a function of the chunk alone, so that a chunk
+    computed afresh later gets the same one."""
+    first = X[:ORIGIN_ROWS]
+    first = first[np.isfinite(first).all(axis=1)]
+    return first.mean(axis=0, dtype=np.float64) if len(first) else np.zeros(X.shape[1])
 
 
 def _take_state(key) -> ChunkState | None:
@@ -318,8 +324,8 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
     started = time.perf_counter()
     n, d = X.shape
     failing = np.empty(n, dtype=np.int64)
-    n_failing = _filter_rows(X, state.labels, state.upper, state.lower, p.centers, p.moved, p.groups,
-                             p.group_moved, p.own_drift, p.half_gap, bound_slack(d), failing)
+    n_failing = _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved,
+                             p.own_drift, p.half_gap, bound_slack(d), failing)
     failing = failing[:n_failing]
     state.n_computed = n_failing
     if n_failing:
@@ -371,18 +377,20 @@ def drop_states_everywhere(token: str) -> None:
 
 
 @compiled()
-def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, own_drift, half_gap, slack,
-                 failing):
-    """Move every row's bounds by the centres' moves and list the rows whose bounds fail after the
-    upper bound is tightened to the exact distance. Rows left out (label -1) are never listed.
+def _filter_rows(labels, upper, lower, moved, groups, group_moved, own_drift, half_gap, slack, failing):
+    """Move every row's bounds by the centres' moves and list in ``failing`` the rows whose bounds no
+    longer prove that they keep their centre; returns how many. Rows left out (label -1) are never
+    listed.
 
     ``own_drift[a]`` is the largest move in centre ``a``'s group but its own, ``group_moved`` each
-    group's largest. The first loop has no branch (it vectorises), the second tightens the few rows
-    the first lists."""
+    group's largest. No branch: the loop vectorises. (Hamerly tightens a failing row's upper bound to
+    its exact distance first; here the kernel reassigns them all: a failing row's row of X is a cache
+    miss either way, and the kernel's gather overlaps them where a row-by-row exact distance waits on
+    each: 5M x 16 float32, k=32, one core, a pass of the middle iterations 130 -> 100 ms.)"""
     n, t = lower.shape
     grow = 1.0 + 2.0 * slack
     shrink = 1.0 - 2.0 * slack
-    n_listed = 0
+    n_failing = 0
     if t == 1:  # Hamerly: the loop without the groups' is 4x faster
         for i in range(n):
             a = labels[i]
@@ -391,8 +399,8 @@ def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, o
             upper[i] = u
             value = (lower[i, 0] - own_drift[c]) * shrink
             lower[i, 0] = value
-            failing[n_listed] = i
-            n_listed += (a >= 0) & (u >= max(value, half_gap[c]))
+            failing[n_failing] = i
+            n_failing += (a >= 0) & (u >= max(value, half_gap[c]))
     else:
         for i in range(n):
             a = labels[i]
@@ -406,22 +414,8 @@ def _filter_rows(X, labels, upper, lower, centers, moved, groups, group_moved, o
                 value = (lower[i, g] - drift) * shrink
                 lower[i, g] = value
                 smallest = min(smallest, value)
-            failing[n_listed] = i
-            n_listed += (a >= 0) & (u >= max(smallest, half_gap[c]))
-    n_failing = 0
-    for m in range(n_listed):
-        i = failing[m]
-        a = labels[i]
-        smallest = np.inf
-        for g in range(t):
-            smallest = min(smallest, lower[i, g])
-        limit = max(smallest, half_gap[a])
-        u = np.sqrt(exact_sq_distance(X[i], centers[a])) * (1.0 + slack)
-        upper[i] = u
-        if u < limit:
-            continue
-        failing[n_failing] = i
-        n_failing += 1
+            failing[n_failing] = i
+            n_failing += (a >= 0) & (u >= max(smallest, half_gap[c]))
     return n_failing
 
 

@@ -119,7 +119,7 @@ def compiled(**options):
 
 
 @compiled(fastmath={"reassoc", "contract"})
-def exact_sq_distance(x, c):
+def _exact_sq_distance(x, c):
     """``||x - c||^2`` from differences, in float64.
 
     ``reassoc`` lets the sum run in SIMD lanes (the order is fixed by this one compiled function, which
@@ -188,7 +188,8 @@ def _nearest_two(dist, r, center_sq, lo, hi):
 @compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
-                   inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower, slack, selected,
+                   inertia, n_bad, first_bad, sum_block, bound_columns, members, member_starts, column_starts,
+                   lower, slack, selected,
                    out_sums, out_counts, out_squares, square_origin, out_row_squares):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
@@ -214,9 +215,12 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     bounded passes' rows whose bounds failed, gathered a GEMM block at a time (no sums then).
 
     With ``lower`` (rows x columns), also lower bounds on each row's distances to the centres other than
-    its own, for the bounded passes: centre ``j``'s column is ``bound_columns[j]`` (group ``g`` owns
-    columns ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the
-    exact distance (not squared) from row ``i`` to every other centre of that column, shrunk by ``slack``.
+    its own, for the bounded passes: centre ``j`` is in column ``bound_columns[j]``, column ``col``
+    holds centres ``members[member_starts[col]:member_starts[col + 1]]`` (group ``g`` owns columns
+    ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the exact
+    distance (not squared) from row ``i`` to every centre of that column but its own, shrunk by
+    ``slack``. One column is Hamerly's bound, from the two nearest; several are Yinyang's, from a sweep
+    of the block per column.
     """
     d = X.shape[1]
     n = X.shape[0] if selected is None else selected.shape[0]
@@ -232,6 +236,13 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     nearest = np.empty(rows_per_block, dtype=gemm_dtype)
     second = np.empty(rows_per_block, dtype=gemm_dtype)
     best = np.empty(rows_per_block, dtype=np.int64)
+    max_columns = 0
+    for g in range(n_groups):
+        max_columns = max(max_columns, column_starts[g + 1] - column_starts[g])
+    swept = lower is not None and max_columns > 1
+    group_min = np.empty((max_columns if swept else 0, rows_per_block), dtype=gemm_dtype)
+    group_second = np.empty_like(group_min)
+    group_best = np.empty((group_min.shape[0], rows_per_block), dtype=np.int64)
     center_sq64 = center_norm * center_norm
     with_sums = sums is not None or out_sums is not None
     block_sums = np.zeros((k if with_sums else 0, d))
@@ -289,6 +300,11 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                 while r < nb:
                     best[r], nearest[r], second[r] = _nearest_two(dist, r, center_sq, lo, hi)
                     r += 1
+            column_lo = column_starts[g]
+            column_hi = column_starts[g + 1]
+            if lower is not None and column_hi - column_lo > 1:
+                _group_sweep(dist, centres_first, nb, center_sq, lo, hi, bound_columns, column_lo,
+                             group_min[: column_hi - column_lo], group_second, group_best)
             for r in range(nb):
                 i = start + r
                 x_i = i if selected is None else selected[i]
@@ -296,7 +312,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts,
                                  out_squares, i // sum_block[g] - 1, lo, hi)
                 label = best[r]
-                e = exact_sq_distance(X[x_i], centers[label])
+                e = _exact_sq_distance(X[x_i], centers[label])
                 # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
                 bound = rounding * (2.0 * e + 2.0 * center_sq64[label] + max_center_sq[g])
                 decided_exactly = not (np.float64(second[r]) - np.float64(nearest[r]) > 2.0 * bound)
@@ -304,21 +320,26 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     # The two nearest are within rounding of each other (or the row is not finite):
                     # decide from exact distances, ties to the lowest index.
                     label = lo
-                    e = exact_sq_distance(X[x_i], centers[lo])
+                    e = _exact_sq_distance(X[x_i], centers[lo])
                     for j in range(lo + 1, hi):
-                        e_j = exact_sq_distance(X[x_i], centers[j])
+                        e_j = _exact_sq_distance(X[x_i], centers[j])
                         if e_j < e:
                             label = j
                             e = e_j
                 if lower is not None:
-                    if not decided_exactly and column_starts[g + 1] - column_starts[g] == 1:
+                    if decided_exactly:
+                        _exact_group_lower_bounds(X[x_i], lower[i], centers, label, members, member_starts,
+                                                  column_lo, column_hi, slack)
+                    elif column_hi - column_lo == 1:
                         # Hamerly's bound: the second nearest, within the GEMM's rounding.
                         gap = e + (np.float64(second[r]) - np.float64(nearest[r])) - 2.0 * bound
-                        lower[i, column_starts[g]] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+                        lower[i, column_lo] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
                     else:
-                        _group_lower_bounds(X, x_i, lower, i, centers, dist, centres_first, r, center_sq, lo,
-                                            hi, label, e, bound, decided_exactly, np.float64(nearest[r]),
-                                            bound_columns, column_starts[g], column_starts[g + 1], slack)
+                        for col in range(column_hi - column_lo):
+                            own = group_best[col, r] == label
+                            smallest = group_second[col, r] if own else group_min[col, r]
+                            gap = e + (np.float64(smallest) - np.float64(nearest[r])) - 2.0 * bound
+                            lower[i, column_lo + col] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
                 if not (e <= too_large):
                     labels[g, i] = -1
                     sq_dist[g, i] = np.nan
@@ -337,7 +358,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
                     if out_squares is not None:
-                        q = exact_sq_distance(x, square_origin)
+                        q = _exact_sq_distance(x, square_origin)
                         out_row_squares[x_i] = q
                         block_squares[label] += w * q
     if with_sums and n > 0:
@@ -368,34 +389,41 @@ def _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums
 
 
 @compiled(inline="always")
-def _group_lower_bounds(X, x_i, lower, i, centers, dist, centres_first, r, center_sq, lo, hi, label, e, bound,
-                        decided_exactly, nearest, bound_columns, column_lo, column_hi, slack):
-    """Per column (group) of centres, a lower bound on the distance from row ``X[x_i]`` to every centre
-    of the group but ``label``, written to ``lower[i]``.
+def _exact_group_lower_bounds(x, lower_row, centers, label, members, member_starts, column_lo, column_hi,
+                              slack):
+    """Per column (group) of centres, the exact distance from ``x`` to the nearest centre of the group
+    but ``label``, shrunk by ``slack``: the group bounds of a row decided from exact distances. Column
+    ``col``'s centres are ``members[member_starts[col]:member_starts[col + 1]]``."""
+    for col in range(column_lo, column_hi):
+        smallest = np.inf
+        for q in range(member_starts[col], member_starts[col + 1]):
+            j = members[q]
+            if j != label:
+                smallest = min(smallest, _exact_sq_distance(x, centers[j]))
+        lower_row[col] = np.sqrt(smallest) * (1.0 - slack)
 
-    From the GEMM's values where they decided the label: for any centre ``j``,
-    ``||x - c_j||^2 - ||x - c_label||^2`` is the difference of their GEMM values within ``2 bound``; from
-    exact distances where the row was decided from them. (With one column the kernel takes the second
-    nearest, which its sweep has found.)
-    """
-    for col in range(column_lo, column_hi):
-        lower[i, col] = np.inf
+
+@compiled(inline="always")
+def _group_sweep(dist, centres_first, nb, center_sq, lo, hi, bound_columns, column_lo, group_min,
+                 group_second, group_best):
+    """Per row of the block and column (group) of centres ``lo`` to ``hi``: the smallest GEMM value,
+    the second smallest and the centre of the smallest (ties to the lowest), as the kernel's sweep
+    finds them over all centres; a row's bound for its own column is then the second if the smallest is
+    its own centre. Centres outer, rows inner: contiguous rows of a (centres x rows) block."""
+    for col in range(group_min.shape[0]):
+        for r in range(nb):
+            group_min[col, r] = np.inf
+            group_second[col, r] = np.inf
+            group_best[col, r] = -1
     for j in range(lo, hi):
-        if j == label:
-            continue
-        if decided_exactly:
-            value = exact_sq_distance(X[x_i], centers[j])
-        elif centres_first:
-            value = np.float64(dist[j, r]) + center_sq[j] - nearest
-        else:
-            value = np.float64(dist[r, j]) + center_sq[j] - nearest
-        col = bound_columns[j]
-        lower[i, col] = min(lower[i, col], value)
-    for col in range(column_lo, column_hi):
-        if decided_exactly:
-            lower[i, col] = np.sqrt(lower[i, col]) * (1.0 - slack)
-        else:
-            lower[i, col] = np.sqrt(max(e + lower[i, col] - 2.0 * bound, 0.0)) * (1.0 - slack)
+        col = bound_columns[j] - column_lo
+        c = center_sq[j]
+        for r in range(nb):
+            u = (dist[j, r] if centres_first else dist[r, j]) + c
+            v = group_min[col, r]
+            group_second[col, r] = min(group_second[col, r], max(u, v))
+            group_best[col, r] = j if u < v else group_best[col, r]
+            group_min[col, r] = min(u, v)
 
 
 @compiled()
@@ -424,7 +452,7 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
             for j in range(k):
                 value = block[r, j] + center_sq[j] + x_sq
                 if not (rounding * (x_sq + center_sq[j]) <= rtol * value):
-                    value = exact_sq_distance(X[i], centers[j])
+                    value = _exact_sq_distance(X[i], centers[j])
                 block[r, j] = value
                 second = min(second, max(value, nearest))
                 nearest = min(value, nearest)
@@ -432,7 +460,7 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
             # decides such rows, so that the argmin of a row is always assign's label.
             if not (second - nearest > 2.0 * rounding * (x_sq + max_center_sq)):
                 for j in range(k):
-                    block[r, j] = exact_sq_distance(X[i], centers[j])
+                    block[r, j] = _exact_sq_distance(X[i], centers[j])
             for j in range(k):
                 block[r, j] = max(block[r, j], 0.0)
     return out
@@ -550,12 +578,15 @@ def assign_sets(
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
     sum_block = np.array([sum_block_rows(len(c), d) for c in center_sets], dtype=np.int64)
-    lower, bound_columns, column_starts = None, np.zeros(0, np.int64), np.zeros(n_sets + 1, np.int64)
+    lower, column_starts = None, np.zeros(n_sets + 1, np.int64)
+    columns, members, member_starts = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64)
     if bound_groups is not None:
         widths = [int(groups.max()) + 1 for groups in bound_groups]
         column_starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-        bound_columns = np.concatenate(
+        columns = np.concatenate(
             [np.asarray(groups, np.int64) + start for groups, start in zip(bound_groups, column_starts)])
+        members = np.argsort(columns, kind="stable").astype(np.int64)  # each column's centres together
+        member_starts = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=column_starts[-1]))])
         lower = np.empty((n, column_starts[-1]))
     out_sums = out_counts = out_squares = row_squares = None
     if block_origin is not None:
@@ -568,7 +599,8 @@ def assign_sets(
     _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
-        sq_dist, sums, counts, inertia, n_bad, first_bad, sum_block, bound_columns, column_starts, lower,
+        sq_dist, sums, counts, inertia, n_bad, first_bad, sum_block, columns, members,
+        member_starts.astype(np.int64), column_starts, lower,
         bound_slack(d), selected, out_sums, out_counts, out_squares, block_origin, row_squares,
     )
     results = []

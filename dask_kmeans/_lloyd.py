@@ -42,6 +42,7 @@ class LloydConfig:
     nan_policy: str = "raise"
     metric: str = "euclidean"
     algorithm: str = "lloyd"  # or "hamerly" / "yinyang": the same answer, from bounded passes (_bounds)
+    fall_back: bool = False  # a set whose bounds cost more than Lloyd goes back to Lloyd ("auto")
 
 
 def metric_scale(metric: str) -> float:
@@ -124,7 +125,7 @@ def advance(
                     if i not in lloyd_seconds:  # its first pass: bounds from the next one on
                         lloyd_seconds[i] = part.seconds
                         groups[i] = bound_groups(sets[i].centers, config.algorithm)
-                    elif p.groups is not None:
+                    elif p.groups is not None and config.fall_back:
                         losses[i], pay = bounds_still_pay(losses.get(i, 0.0), part.seconds, lloyd_seconds[i])
                         if not pay:
                             groups[i] = None

@@ -136,9 +136,9 @@ default="k-means||"
         first iterations a small share of the rows. Hamerly keeps one lower bound per row (28 bytes a
         row, plus up to 16 for per-block sums); Yinyang one per group of about ten centres (``20 + 8 k /
         10`` bytes, plus up to 16) and skips a few more rows, but costs more per row it reassigns.
-        Where bounds cost more than they save (data without clusters), a run goes back to Lloyd after
-        they have lost it about two Lloyd passes. "auto": Hamerly where its state fits in a quarter of
-        the workers' memory, else Lloyd; the fit's log and ``algorithm_`` say which ran.
+        "auto": Hamerly where its state fits in a quarter of the workers' memory, else Lloyd; and where
+        the bounds cost more than they save (data without clusters), a run goes back to Lloyd once
+        they have lost it about two Lloyd passes. The fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------
@@ -525,7 +525,7 @@ def _fit_runs(model: KMeans, data: ChunkedRows, init, seeds: np.ndarray, in_memo
         if save is not None:
             save(sets, mean_variance)
     config = LloydConfig(max_iter=model.max_iter, tol=model.tol, nan_policy=model.nan_policy,
-                         metric=model.metric, algorithm=algorithm)
+                         metric=model.metric, algorithm=algorithm, fall_back=model.algorithm == "auto")
     advance(data, sets, config, mean_variance=mean_variance, on_pass=save)
     final = final_pass(data, [s.centers for s in sets], keep_labels=model.compute_labels, metric=model.metric)
     if len(sets) > 1:

@@ -1,0 +1,255 @@
+"""Bounded passes (algorithm="hamerly" / "yinyang"): Lloyd's answer bit for bit, on every scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dask_kmeans import KMeans
+from dask_kmeans._bounds import (
+    _STATES,
+    _filter_rows,
+    _new_state,
+    bound_groups,
+    bounds_still_pay,
+    choose_algorithm,
+    drop_states,
+    plan,
+)
+from dask_kmeans._kernels import assign, assign_sets, bound_slack
+from dask_kmeans._lloyd import CenterSet, LloydConfig, advance
+from dask_kmeans._passes import ChunkedRows
+
+from .conftest import local_cluster, make_blobs, pick_rows
+
+BOUNDED = ("hamerly", "yinyang")
+
+
+def _fit(X, algorithm, **params):
+    params.setdefault("max_iter", 100)
+    return KMeans(algorithm=algorithm, **params).fit(X)
+
+
+def assert_same_fit(bounded, lloyd):
+    """The same centres, labels and iterations bit for bit; the inertia of every iteration within 1e-9."""
+    np.testing.assert_array_equal(bounded.cluster_centers_, lloyd.cluster_centers_)
+    np.testing.assert_array_equal(bounded.labels_, lloyd.labels_)
+    assert bounded.n_iter_ == lloyd.n_iter_
+    assert bounded.inertia_ == lloyd.inertia_
+    for ours, theirs in zip(bounded.history_, lloyd.history_):
+        assert ours["center_shift"] == theirs["center_shift"]
+        assert ours["n_relocated"] == theirs["n_relocated"]
+        np.testing.assert_allclose(ours["inertia"], theirs["inertia"], rtol=1e-9)
+
+
+def _moving_blobs(n=6000, d=6, k=12, seed=0, dtype=np.float64):
+    """Overlapping blobs and starting centres far from the answer: many iterations, many changes."""
+    X, _ = make_blobs(n, d, k, std=3.0, seed=seed, dtype=dtype)
+    return X, pick_rows(X, k, seed=seed + 1)
+
+
+@pytest.mark.parametrize("algorithm", BOUNDED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_equal_to_lloyd(algorithm, dtype):
+    X, C0 = _moving_blobs(dtype=dtype)
+    X_dask = da.from_array(X, chunks=(1500, X.shape[1]))
+    lloyd = _fit(X_dask, "lloyd", n_clusters=12, init=C0)
+    bounded = _fit(X_dask, algorithm, n_clusters=12, init=C0)
+    assert bounded.algorithm_ == algorithm and lloyd.n_iter_ > 10
+    computed = [h["rows_computed"] for h in bounded.history_]
+    assert min(computed[3:]) < 0.5 * len(X), "the bounds skip rows"
+    assert_same_fit(bounded, lloyd)
+
+
+@pytest.mark.parametrize("algorithm", BOUNDED)
+def test_equal_to_lloyd_with_weights_and_rows_left_out(algorithm):
+    X, C0 = _moving_blobs(seed=3)
+    rng = np.random.default_rng(3)
+    weights = rng.uniform(0, 3, len(X))
+    weights[::17] = 0.0
+    X[rng.choice(len(X), 40, replace=False), rng.integers(X.shape[1], size=40)] = np.nan
+    X_dask = da.from_array(X, chunks=(1000, X.shape[1]))
+    fits = [
+        KMeans(12, init=C0, algorithm=a, nan_policy="omit", max_iter=100).fit(X_dask, sample_weight=weights)
+        for a in ("lloyd", algorithm)
+    ]
+    assert fits[1].n_omitted_ == 40
+    assert_same_fit(fits[1], fits[0])
+
+
+@pytest.mark.parametrize("algorithm", BOUNDED)
+def test_empty_clusters_are_relocated_as_lloyd_relocates_them(algorithm):
+    # Centres drawn over two blobs: one loses its rows in the second iteration, a bounded pass (the
+    # first is a timed Lloyd pass), which is then redone as a Lloyd pass to relocate it.
+    rng = np.random.default_rng(62)
+    X = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal(5, 1, (150, 2))])
+    C0 = rng.uniform(-2, 7, (12, 2))
+    lloyd = _fit(X, "lloyd", n_clusters=12, init=C0)
+    assert 2 in [h["iteration"] for h in lloyd.history_ if h["n_relocated"]]
+    assert_same_fit(_fit(X, algorithm, n_clusters=12, init=C0), lloyd)
+
+
+def test_equal_to_lloyd_with_n_init_and_cosine():
+    X, _ = _moving_blobs(seed=5)
+    X_dask = da.from_array(X, chunks=(2000, X.shape[1]))
+    for params in ({"n_init": 3, "init": "random"}, {"metric": "cosine", "init": "k-means++"}):
+        fits = [_fit(X_dask, a, n_clusters=8, random_state=0, **params) for a in ("lloyd", "hamerly")]
+        assert_same_fit(fits[1], fits[0])
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_equal_to_lloyd_on_local_schedulers(scheduler):
+    X, C0 = _moving_blobs(seed=7)
+    X_dask = da.from_array(X, chunks=(700, X.shape[1]))
+    with dask.config.set(scheduler=scheduler):
+        fits = [_fit(X_dask, a, n_clusters=12, init=C0) for a in ("lloyd", "hamerly")]
+    assert_same_fit(fits[1], fits[0])
+
+
+def test_equal_to_lloyd_on_a_cluster_and_state_freed(process_client):
+    X, C0 = _moving_blobs(seed=8)
+    X_dask = da.from_array(X, chunks=(1000, X.shape[1]))
+    with dask.config.set(scheduler="sync"):
+        lloyd = _fit(X_dask, "lloyd", n_clusters=12, init=C0)
+    bounded = _fit(X_dask, "auto", n_clusters=12, init=C0)
+    assert bounded.algorithm_ == "hamerly"
+    assert_same_fit(bounded, lloyd)
+    assert process_client.run(_states_here) == dict.fromkeys(process_client.run(os.getpid), 0)
+
+
+def _states_here() -> int:
+    from dask_kmeans import _bounds  # run on a worker: its module, not a copy of the client's
+
+    return len(_bounds._STATES)
+
+
+def test_a_worker_killed_mid_fit_leaves_the_answer_unchanged():
+    X, C0 = _moving_blobs(n=8000, seed=9)
+    data_chunks = (1000, X.shape[1])
+    with dask.config.set(scheduler="sync"):
+        expected = [CenterSet(C0.copy())]
+        advance(ChunkedRows(da.from_array(X, chunks=data_chunks)), expected, LloydConfig(100, 1e-4))
+    with local_cluster(n_workers=2, threads_per_worker=1) as client:
+        data = ChunkedRows(da.from_array(X, chunks=data_chunks).persist())
+        killed = []
+
+        def kill_a_worker(sets, mean_variance):
+            if sets[0].n_iter == 5:  # bounds in use on both workers by now
+                pid = next(iter(client.run(os.getpid).values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        sets = [CenterSet(C0.copy())]
+        advance(data, sets, LloydConfig(100, 1e-4, algorithm="hamerly"), on_pass=kill_a_worker)
+    assert killed
+    np.testing.assert_array_equal(sets[0].centers, expected[0].centers)
+    assert sets[0].n_iter == expected[0].n_iter
+    assert [h["center_shift"] for h in sets[0].history] == [h["center_shift"] for h in expected[0].history]
+
+
+def test_lost_state_costs_a_full_chunk_not_the_answer():
+    X, C0 = _moving_blobs(seed=10)
+    data = ChunkedRows(da.from_array(X, chunks=(1500, X.shape[1])))
+    expected = [CenterSet(C0.copy())]
+    advance(data, expected, LloydConfig(100, 1e-4))
+    computed_after_loss = []
+
+    def lose_every_state(sets, mean_variance):
+        if sets[0].n_iter == 6:
+            for key in list(_STATES):
+                drop_states(key[0])
+        if sets[0].n_iter == 7:
+            computed_after_loss.append(sets[0].history[-1]["rows_computed"])
+
+    sets = [CenterSet(C0.copy())]
+    advance(data, sets, LloydConfig(100, 1e-4, algorithm="hamerly"), on_pass=lose_every_state)
+    assert computed_after_loss == [len(X)]
+    np.testing.assert_array_equal(sets[0].centers, expected[0].centers)
+    assert sets[0].n_iter == expected[0].n_iter
+    assert not _STATES, "the fit frees its state"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The bounds themselves
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_features=st.integers(1, 12),
+    n_clusters=st.integers(2, 40),
+    move=st.sampled_from([0.0, 1e-12, 1e-6, 1e-3, 0.1, 1.0, 10.0]),
+    integer_data=st.booleans(),
+    algorithm=st.sampled_from(BOUNDED),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_clusters, move, integer_data,
+                                                     algorithm, dtype):
+    """After any moves of the centres, every row the bounds let keep its label has that label as its
+    nearest centre by the kernel's exact distances (ties to the lowest index), over several moves."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    if integer_data:  # exact ties between centres
+        X = rng.integers(-3, 4, (n, n_features)).astype(dtype)
+        centers = rng.integers(-3, 4, (n_clusters, n_features)).astype(np.float64)
+    else:
+        X = (rng.standard_normal((n, n_features)) * rng.uniform(0.1, 100)).astype(dtype)
+        centers = X[rng.choice(n, n_clusters, replace=False)].astype(np.float64)
+    groups = bound_groups(centers, algorithm)
+    origin = X[:16].mean(axis=0, dtype=np.float64)
+    result = assign_sets(X, [centers], bound_groups=[groups], block_origin=origin)[0]
+    state = _new_state(X, result, origin, 0.0)
+    for _ in range(3):
+        previous = centers
+        step = rng.standard_normal(centers.shape) * move * rng.uniform(0, 1, (n_clusters, 1))
+        centers = previous + (np.round(step) if integer_data else step)
+        p = plan(0, centers, groups, previous, 0)
+        failing = np.empty(n, dtype=np.int64)
+        n_failing = _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved,
+                                 p.own_drift, p.half_gap, bound_slack(n_features), failing)
+        truth = assign(X, centers)["labels"]
+        kept = np.setdiff1d(np.arange(n), failing[:n_failing])
+        np.testing.assert_array_equal(state.labels[kept], truth[kept])
+        # What a pass does with the rows that failed: the kernel's labels and bounds.
+        again = assign_sets(X, [centers], rows=failing[:n_failing], bound_groups=[groups])[0]
+        state.labels[failing[:n_failing]] = again["labels"]
+        state.upper[failing[:n_failing]] = np.sqrt(again["sq_dist"]) * (1 + bound_slack(n_features))
+        state.lower[failing[:n_failing]] = again["lower"]
+        np.testing.assert_array_equal(state.labels, truth)
+
+
+def test_auto_takes_hamerly_where_the_state_fits_and_says_so(caplog):
+    X, C0 = _moving_blobs(n=2000, seed=4)
+    with caplog.at_level(logging.INFO, logger="dask_kmeans"):
+        model = KMeans(12, init=C0, verbose=1).fit(X)
+    assert model.algorithm_ == "hamerly"
+    assert "Algorithm hamerly: its per-row state" in caplog.text
+    assert "distances of" in caplog.text and "of rows computed" in caplog.text
+    algorithm, why = choose_algorithm("auto", 1000, 1000, 10**12, 1, in_memory=False)
+    assert algorithm == "lloyd" and "more than a quarter of the memory" in why
+    with dask.config.set(scheduler="processes"):
+        assert choose_algorithm("auto", 8, 4, 1000, 1, in_memory=True)[0] == "lloyd"
+    assert choose_algorithm("yinyang", 8, 4, 10**12, 1, in_memory=True)[0] == "yinyang"
+
+
+def test_bounds_that_lose_give_way_to_lloyd():
+    loss, keep = bounds_still_pay(0.0, seconds=1.5, lloyd_seconds=1.0)
+    assert keep and loss == 0.5
+    loss, keep = bounds_still_pay(loss, seconds=0.2, lloyd_seconds=1.0)  # a pass that gains
+    assert keep and loss == pytest.approx(-0.3)
+    for _ in range(2):
+        loss, keep = bounds_still_pay(loss, seconds=2.2, lloyd_seconds=1.0)
+    assert not keep
+
+
+def test_bad_algorithm_is_refused():
+    with pytest.raises(ValueError, match="algorithm"):
+        KMeans(2, algorithm="elkan").fit(np.eye(3))
