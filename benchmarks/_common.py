@@ -41,6 +41,14 @@ def fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def lloyd_passes() -> dict:
+    """``KMeans`` keyword arguments for every iteration to be a full Lloyd pass (no bounds), so that an
+    iteration's time means what it meant before ``algorithm`` existed; empty for versions without it."""
+    from dask_kmeans import KMeans
+
+    return {"algorithm": "lloyd"} if "algorithm" in KMeans().get_params() else {}
+
+
 def import_dask_ml() -> tuple[object | None, str]:
     """dask-ml's KMeans class, or None and the reason it cannot be imported."""
     try:

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 
 import dask.array as da
 import numpy as np
-from _common import CapturedLogs, PeakRSS, Row, import_dask_ml, inertia_of, median, release_freed_memory
+from _common import (
+    CapturedLogs,
+    PeakRSS,
+    Row,
+    import_dask_ml,
+    inertia_of,
+    lloyd_passes,
+    median,
+    release_freed_memory,
+)
 
 GEMM_BLOCK_ROWS = 4096
 
@@ -118,7 +127,7 @@ def bench_dask_kmeans(data: Data, repeats: int, max_iter: int, iterations_only: 
 
     iter_times, runs = [], Convergence()
     for _ in range(repeats):
-        many = KMeans(k, init=data.C0, tol=0.0, max_iter=max_iter).fit(X)
+        many = KMeans(k, init=data.C0, tol=0.0, max_iter=max_iter, **lloyd_passes()).fit(X)
         elapsed = [h["elapsed"] for h in many.history_]
         steps = np.diff(elapsed) if len(elapsed) > 1 else elapsed
         iter_times.append(float(np.median(steps)))

@@ -14,6 +14,7 @@ from _common import (
     Row,
     import_dask_ml,
     inertia_of,
+    lloyd_passes,
     median,
     peaks_text,
     progress,
@@ -97,7 +98,8 @@ def streamed_fit(cluster: Cluster, X: da.Array, C0: np.ndarray, max_iter: int):
 
     with cluster.peak() as peak:
         start = time.perf_counter()
-        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter, **no_labels()).fit(X, **no_persist())
+        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter, **no_labels(), **lloyd_passes()).fit(
+            X, **no_persist())
         elapsed = time.perf_counter() - start
     steps = np.diff([h["elapsed"] for h in model.history_])
     return float(np.median(steps)), elapsed, peak, model.cluster_centers_

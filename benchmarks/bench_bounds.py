@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         progress(f"making {name} ...")
         X, k = make_data(name, args.rows, args.seed)
         C0 = pick_initial_centers(X, k, seed=args.seed + 1).astype(np.float64)
-        auto, _ = choose_algorithm("auto", k, X.shape[1], len(X), 1, in_memory=True)
+        auto, _ = choose_algorithm("auto", k, X.shape[1], len(X), 1, data_bytes=X.nbytes)
         for algorithm in ALGORITHMS:  # warm-up: compilation (or loading it), thread pools
             run(X[:50_000], k, C0, algorithm, 5)
         figures = {a: [] for a in ALGORITHMS}

@@ -22,7 +22,8 @@ rows of ``Xn`` (``_common.pick_initial_centers``). Every library starts from ``C
 threads (default 2) and no subsampling:
 
 dask_kmeans
-    ``KMeans(k, init=C0, metric="cosine", max_iter=m, tol=0, compute_labels=False).fit(X_dask)``, where
+    ``KMeans(k, init=C0, metric="cosine", max_iter=m, tol=0, compute_labels=False,
+    algorithm="lloyd").fit(X_dask)``, where
     ``X_dask = da.from_array(X, chunks=(rows, d)).persist()`` (raw rows, about ``--chunk-mib`` MiB per
     chunk, at least two chunks per thread) on the local threaded scheduler with ``num_workers=--threads``
     (dask_kmeans then limits BLAS to 1 thread per task). ``fit`` normalises the rows chunk by chunk and,
@@ -93,6 +94,7 @@ from _common import (
     fill_blobs,
     fmt,
     format_table,
+    lloyd_passes,
     machine_info,
     median,
     pick_initial_centers,
@@ -181,7 +183,8 @@ def bench_dask_kmeans(X: np.ndarray, C0: np.ndarray, args) -> tuple[Row, list[fl
         def fit(m: int, data=X_dask):
             with warnings.catch_warnings():  # "distinct clusters" (empty ones): history_ counts them
                 warnings.simplefilter("ignore")
-                model = KMeans(k, init=C0, metric="cosine", max_iter=m, tol=0.0, compute_labels=False)
+                model = KMeans(k, init=C0, metric="cosine", max_iter=m, tol=0.0, compute_labels=False,
+                               **lloyd_passes())
                 return model.fit(data)
 
         fit(2, X_dask[: 8 * k])  # warm-up (numba compiles its kernel)

@@ -29,7 +29,8 @@ init (s)
     difference is the k-means|| initialisation. scikit-learn: wall time of
     ``sklearn.cluster.kmeans_plusplus(X, k, random_state=0)``.
 iter (ms)
-    Median time of one Lloyd iteration, started from ``C0`` with ``tol=0`` and
+    Median time of one Lloyd iteration (``algorithm="lloyd"``: every row's distances, no bounds),
+    started from ``C0`` with ``tol=0`` and
     ``max_iter=--max-iter``. dask_kmeans: the median of the differences between consecutive
     ``history_[i]["elapsed"]`` of that fit (its first iteration is left out). scikit-learn
     (``algorithm="lloyd"``, ``n_init=1``) and dask-ml, which keep no per-iteration times: (wall time of

@@ -30,7 +30,7 @@ read pass
     Wall time of ``dask_kmeans.io.read(path).X.sum(dtype="float64").compute()``: every chunk read from
     the store and decoded on the workers, nothing else. "x read" divides a fit's time by it.
 fits
-    ``KMeans(k, init=..., n_init=R, max_iter=M, tol=0, random_state=--random-state,
+    ``KMeans(k, init=..., n_init=R, max_iter=M, tol=0, algorithm="lloyd", random_state=--random-state,
     compute_labels=False).fit(X, persist=False)`` on ``X = dask_kmeans.io.read(path).X`` (streamed,
     nothing persisted): (random, 1), (random, 10), (k-means||, 1), (k-means||, 3); ``k`` = ``--k``
     (default 16), ``M`` = ``--max-iter`` (default 10). Wall time of ``fit``; the table gives the median
@@ -70,7 +70,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from _cluster import N_WORKERS, Cluster, Events, cluster_info, workers_note
-from _common import Row, fmt, format_table, machine_info, median, peaks_text, progress, quiet_warnings
+from _common import (
+    Row,
+    fmt,
+    format_table,
+    lloyd_passes,
+    machine_info,
+    median,
+    peaks_text,
+    progress,
+    quiet_warnings,
+)
 from _ooc_data import (
     N_FEATURES,
     STORE_CHUNK_ROWS,
@@ -211,7 +221,7 @@ def fit(cluster: Cluster, X, cfg: Config, args: argparse.Namespace, res: Measure
     from dask_kmeans import KMeans
 
     model = KMeans(args.k, init=cfg.init, n_init=cfg.n_init, max_iter=args.max_iter, tol=0.0,
-                   random_state=args.random_state, compute_labels=False)
+                   random_state=args.random_state, compute_labels=False, **lloyd_passes())
     with RunLog() as log, counted_reads(cluster, X) as reads, cluster.peak() as peak:
         start = time.perf_counter()
         model.fit(X, persist=False)

@@ -46,7 +46,8 @@ read pass (I/O floor)
     on the machine's free memory; the note gives the share of the store's bytes that were in the page
     cache before the first read (``mincore``), and the iterations see the same cache.
 dask_kmeans iteration, streamed
-    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter, compute_labels=False).fit(read(path).X,
+    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter, compute_labels=False, algorithm="lloyd").fit(
+    read(path).X,
     persist=False)`` (no ``labels_``: the client holds nothing per row): the median of
     the differences between consecutive ``history_[i]["elapsed"]`` (the first iteration, which also
     measures the feature variances, is left out), then the median over repeats. Every iteration reads the

@@ -18,7 +18,8 @@ so they hold at most a quarter of the default lake... together half of it). Per 
 read pass
     ``read(lake).X.sum(dtype="float64").compute()``: every row group read and decoded, nothing else.
 streamed iteration
-    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter, compute_labels=False).fit(X, persist=False)``: the
+    ``KMeans(k, init=C0, tol=0, max_iter=--max-iter, compute_labels=False,
+    algorithm="lloyd").fit(X, persist=False)``: the
     median difference of consecutive ``history_`` times (the first iteration, which also measures the
     variances, left out). "x read" is its ratio to the read pass.
 peak RSS per worker

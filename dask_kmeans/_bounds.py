@@ -44,6 +44,7 @@ from ._kernels import (
     pairwise_sq_distances,
     sum_block_rows,
     update_centers,
+    usable_rows,
 )
 from ._scheduler import current_client, dask_threads_in_this_process, memory_for_data
 
@@ -172,26 +173,33 @@ def bounds_still_pay(loss: float, seconds: float, lloyd_seconds: float) -> tuple
 
 
 def choose_algorithm(requested: str, n_clusters: int, n_features: int, n_rows: int, n_sets: int,
-                     in_memory: bool) -> tuple[str, str]:
+                     data_bytes: int | None) -> tuple[str, str]:
     """The algorithm a fit runs, and why: ``requested`` unless it is "auto".
 
-    "auto" takes Hamerly where its per-row state fits in a quarter of the workers' memory (of this
-    machine's free memory with a local scheduler), else Lloyd. Hamerly, not Yinyang: on the data of
-    benchmarks/bench_bounds.py Yinyang's group bounds skip a few more rows but computing them for the
-    rows that are reassigned costs more than that saves, and its state is larger. Tasks of a local
+    "auto" takes Hamerly where the data are in memory (``data_bytes``, None when they are streamed from
+    their store) and its per-row state fits beside them in half the workers' memory (of this machine's
+    free memory with a local scheduler), else Lloyd. Streamed data keep Lloyd: the state would live in
+    worker memory outside dask's accounting, beside the chunks being read, which is where a streamed fit
+    needs its memory (a 512 MiB worker streaming an 832 MB file paused). Hamerly, not Yinyang: on the
+    data of benchmarks/bench_bounds.py Yinyang's group bounds skip a few more rows but computing them for
+    the rows that are reassigned costs more than that saves, and its state is larger. Tasks of a local
     process pool run in processes this fit cannot reach to free their state: Lloyd there.
     """
     if requested != "auto":
         return requested, f"{requested} as asked"
-    if current_client() is None and dask_threads_in_this_process() == 0:
+    client = current_client()
+    if client is None and dask_threads_in_this_process() == 0:
         return "lloyd", "lloyd: tasks run in a local process pool, where per-row bounds could not be freed"
-    budget = 0.25 * memory_for_data()
+    if data_bytes is None:
+        return "lloyd", ("lloyd: the data are streamed from their source, and per-row bounds would take "
+                         "worker memory the chunks need (persist them to use bounds)")
     state = n_rows * n_sets * state_bytes_per_row(n_clusters, n_features, "hamerly")
-    if state > budget:
-        return "lloyd", (f"lloyd: per-row bounds would take {state / 2**20:,.0f} MiB, more than a quarter of "
-                         f"the memory ({budget * 4 / 2**20:,.0f} MiB)")
-    where = "beside the data in memory" if in_memory else "(the data are streamed from their source)"
-    return "hamerly", f"hamerly: its per-row state, {state / 2**20:,.0f} MiB, fits {where}"
+    memory = memory_for_data()
+    held = data_bytes if client is not None else 0  # a local scheduler's free memory excludes the data
+    if state + held > 0.5 * memory:
+        return "lloyd", (f"lloyd: per-row bounds ({state / 2**20:,.0f} MiB) and the data would take more "
+                         f"than half of the memory ({memory / 2**20:,.0f} MiB)")
+    return "hamerly", f"hamerly: its per-row state, {state / 2**20:,.0f} MiB, fits beside the data in memory"
 
 
 def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, with_moments: bool, *, chunk):
@@ -278,10 +286,10 @@ def _is_current(state: ChunkState | None, p: BoundsPlan) -> bool:
 
 def _origin(X) -> np.ndarray:
     """A point near the chunk's rows, which keeps the sums of squared distances to it from cancelling:
-    the mean of its first finite rows, cheap, and a function of the chunk alone, so that a chunk
-    computed afresh later gets the same one."""
+    the mean of its first rows that are not left out, cheap, and a function of the chunk alone, so that
+    a chunk computed afresh later gets the same one."""
     first = X[:ORIGIN_ROWS]
-    first = first[np.isfinite(first).all(axis=1)]
+    first = first[usable_rows(first)]
     return first.mean(axis=0, dtype=np.float64) if len(first) else np.zeros(X.shape[1])
 
 
@@ -364,12 +372,17 @@ def drop_states(token: str) -> int:
         return sum(_STATES.pop(key).nbytes for key in keys)
 
 
-def drop_states_everywhere(token: str) -> None:
-    """Free a fit's chunk states on every worker (and in this process, where local schedulers ran them)."""
+def drop_states_everywhere(token: str, workers_reachable: bool = True) -> None:
+    """Free a fit's chunk states on every worker (and in this process, where local schedulers ran them).
+
+    Best effort, as it runs when a fit ends, failed fits included: not when the client has lost its
+    scheduler (``workers_reachable`` False: it would wait for it to come back, and log each try), and a
+    worker that cannot answer is skipped.
+    """
     drop_states(token)
     client = current_client()
-    if client is not None:
-        client.run(drop_states, token)
+    if workers_reachable and client is not None and client.status == "running":
+        client.run(drop_states, token, on_error="ignore")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._bounds import bound_groups, bounded_chunk, bounds_still_pay, drop_states_everywhere, plan
 from ._kernels import LloydPartials, assign_sets, combine_non_finite, lloyd_partials_sets, update_centers
-from ._passes import ChunkedRows, combine_each, map_reduce
+from ._passes import ChunkedRows, SchedulerLostError, combine_each, map_reduce
 from ._scheduler import compute
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
 
@@ -99,7 +99,7 @@ def advance(
     # Per set: its bound groups (None: a plain Lloyd pass), its last pass's centres, the time of its
     # first pass (a Lloyd pass, timed), and the time its bounded passes have lost against that.
     groups, previous, lloyd_seconds, losses = {}, {}, {}, {}
-    this_pass = 0
+    this_pass, workers_reachable = 0, True
     try:
         while True:
             active = [i for i, s in enumerate(sets) if not s.converged and s.n_iter < config.max_iter]
@@ -148,9 +148,12 @@ def advance(
                 _update(sets[i], set_stats, config, mean_variance, elapsed, name, data.n_samples)
             if on_pass is not None:
                 on_pass(sets, mean_variance)
+    except SchedulerLostError:
+        workers_reachable = False  # and their state went with the scheduler
+        raise
     finally:
         if bounded:
-            drop_states_everywhere(token)
+            drop_states_everywhere(token, workers_reachable)
 
 
 def _pass(data: ChunkedRows, chunk_fn, active: list[int], sets: list[CenterSet], args: tuple) -> list:

@@ -14,6 +14,7 @@ import fsspec
 import numpy as np
 
 from ._atomic import atomic_output
+from ._bounds import ALGORITHMS
 from ._validation import NotFittedError
 from ._version import __version__
 from .preprocessing import StandardScaler
@@ -99,6 +100,8 @@ def _model_document(model) -> dict:
         ),
         # Optional (absent from older files): the column of the training data that identified its rows.
         "id_column": None if getattr(model, "id_column_", None) is None else str(model.id_column_),
+        # Optional (absent from older files): the algorithm the fit ran ("auto" resolved).
+        "algorithm": getattr(model, "algorithm_", None),
     }
 
 
@@ -267,4 +270,9 @@ def _model_from_document(cls: type, document: dict, path: str):
         if not isinstance(id_column, str):
             raise _not_a_model_file(path, '"id_column" is not a string')
         model.id_column_ = id_column
+    algorithm = document.get("algorithm")
+    if algorithm is not None:
+        if algorithm not in ALGORITHMS:
+            raise _not_a_model_file(path, f'"algorithm" is {algorithm!r}, not one of {list(ALGORITHMS)}')
+        model.algorithm_ = algorithm
     return model

@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="'cosine': spherical k-means for embeddings (rows scaled to unit length as read; distances "
              "written are 1 - cosine) (default: euclidean)",
     )
+    fit.add_argument(
+        "--algorithm", default="auto", choices=["auto", "lloyd", "hamerly", "yinyang"],
+        help="how iterations find nearest centres; all give the same result. 'auto': triangle-inequality "
+             "bounds (hamerly) where they fit in memory, back to lloyd where they do not pay (default: auto)",
+    )
     fit.add_argument("--n-init", type=_n_init, default="auto", metavar="N",
                      help="initialisations, the best kept ('auto' or a number)")
     _add_iteration_options(fit)
@@ -442,7 +447,7 @@ def run_fit(args: argparse.Namespace) -> int:
     model = KMeans(
         args.n_clusters, init=args.init, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
         random_state=args.seed, nan_policy=args.nan_policy, preprocessing=_scaler(args.scale),
-        metric=args.metric,
+        metric=args.metric, algorithm=args.algorithm,
     )
     # Reading builds the graph and checks paths and columns from metadata: fail before starting a cluster.
     table = _read_for_clustering(args)

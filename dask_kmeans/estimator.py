@@ -169,7 +169,10 @@ default="k-means||"
         One dict per iteration of the kept run: ``iteration``, ``inertia`` (of the centres at the start
         of the iteration), ``center_shift`` (summed squared movement), ``relative_shift`` (that over
         ``mean(var(X, axis=0))``, the quantity ``tol`` bounds), ``n_relocated`` (empty clusters moved
-        to far points) and ``elapsed`` seconds. ``pandas.DataFrame(history_)`` makes a table.
+        to far points), ``rows_computed`` (rows whose distances the iteration computed: all of them
+        for Lloyd, those whose bounds failed otherwise) and ``elapsed`` seconds.
+        ``pandas.DataFrame(history_)`` makes a table. A bounded iteration's inertia comes from
+        per-cluster sums rather than every row's distance: the same to rounding (1e-12 relative).
 
     See Also
     --------
@@ -340,8 +343,9 @@ default="k-means||"
         persisted = should_persist(X, persist)
         if persisted:
             data = ChunkedRows(*dask.persist(data.X, data.weights))
+        in_memory = persisted or not isinstance(X, da.Array)
         algorithm, why = choose_algorithm(self.algorithm, self.n_clusters, n_features, n_samples, n_init,
-                                          in_memory=persisted or not isinstance(X, da.Array))
+                                          data_bytes=data.X.nbytes if in_memory else None)
 
         with blas_threads_for_dask(), _logging_to_stderr(self.verbose):
             logger.info("Algorithm %s.", why)

@@ -233,11 +233,13 @@ def test_auto_takes_hamerly_where_the_state_fits_and_says_so(caplog):
     assert model.algorithm_ == "hamerly"
     assert "Algorithm hamerly: its per-row state" in caplog.text
     assert "distances of" in caplog.text and "of rows computed" in caplog.text
-    algorithm, why = choose_algorithm("auto", 1000, 1000, 10**12, 1, in_memory=False)
-    assert algorithm == "lloyd" and "more than a quarter of the memory" in why
+    algorithm, why = choose_algorithm("auto", 1000, 1000, 10**12, 1, data_bytes=8 * 10**15)
+    assert algorithm == "lloyd" and "more than half of the memory" in why
+    algorithm, why = choose_algorithm("auto", 8, 4, 1000, 1, data_bytes=None)
+    assert algorithm == "lloyd" and "streamed" in why
     with dask.config.set(scheduler="processes"):
-        assert choose_algorithm("auto", 8, 4, 1000, 1, in_memory=True)[0] == "lloyd"
-    assert choose_algorithm("yinyang", 8, 4, 10**12, 1, in_memory=True)[0] == "yinyang"
+        assert choose_algorithm("auto", 8, 4, 1000, 1, data_bytes=32000)[0] == "lloyd"
+    assert choose_algorithm("yinyang", 8, 4, 10**12, 1, data_bytes=None)[0] == "yinyang"
 
 
 def test_bounds_that_lose_give_way_to_lloyd():

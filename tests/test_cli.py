@@ -80,13 +80,15 @@ def test_fit_on_the_embedded_default(lake, fitted):
 
 
 def test_fit_gives_the_same_segments_by_default(lake, fitted, tmp_path):
-    """No --seed: the default seed (0), so the same command gives the same, size-ordered, segments."""
+    """No --seed: the default seed (0), so the same command gives the same, size-ordered, segments; and
+    every --algorithm the same centres (the fixture's fit ran the default, bounded passes)."""
     root, _ = lake
     _, out = fitted
     result = run_cli("fit", root, "-k", 3, "--model-out", tmp_path / "model.json", "--id-column",
-                     "customer_id", "--quiet")
+                     "customer_id", "--algorithm", "lloyd", "--quiet")
     assert result.returncode == 0, result.stderr
     again, first = load_model(tmp_path / "model.json"), load_model(out / "model.json")
+    assert (again.algorithm, again.algorithm_, first.algorithm) == ("lloyd", "lloyd", "auto")
     np.testing.assert_array_equal(again.cluster_centers_, first.cluster_centers_)
     # The estimator on the same chunks and seed finds the same centres, in its own order: the CLI orders
     # them by size.

@@ -42,6 +42,7 @@ DOCUMENTED_FIELDS = {
     "history",
     "preprocessing",
     "id_column",
+    "algorithm",
 }
 
 

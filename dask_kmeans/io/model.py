@@ -42,6 +42,9 @@ field                     meaning                                               
                           column that identified the training rows (``fit --id-column`` of
                           the command line sets it), so that ``predict`` and ``profile``
                           carry it to their outputs. Files without it load as before
+``algorithm``             ``algorithm_`` (optional; absent or ``null`` in older files): the    string, null
+                          algorithm the fit ran, ``"lloyd"``, ``"hamerly"`` or ``"yinyang"``
+                          (``params["algorithm"]`` holds what was asked, ``"auto"`` too)
 ========================  ===================================================================  ==============
 
 NaN and infinity are not JSON. The centres and inertia of a fitted model never hold them; writing refuses
