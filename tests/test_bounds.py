@@ -242,6 +242,21 @@ def test_auto_takes_hamerly_where_the_state_fits_and_says_so(caplog):
     assert choose_algorithm("yinyang", 8, 4, 10**12, 1, data_bytes=None)[0] == "yinyang"
 
 
+def test_runs_that_go_back_to_lloyd_mid_fit_end_the_same(monkeypatch, caplog):
+    # No loss allowed: under "auto" every run leaves its bounds after its first bounded pass, while the
+    # other runs of the same passes may still use theirs.
+    monkeypatch.setattr("dask_kmeans._bounds.LOSS_BUDGET", -1.0)
+    X, _ = _moving_blobs(seed=6)
+    X_dask = da.from_array(X, chunks=(1500, X.shape[1]))
+    params = dict(n_clusters=10, init="random", n_init=3, random_state=1, max_iter=100)
+    lloyd = KMeans(algorithm="lloyd", **params).fit(X_dask)
+    with caplog.at_level(logging.INFO, logger="dask_kmeans"):
+        auto = KMeans(**params).fit(X_dask)
+    assert caplog.text.count("Bounds do not pay on these data") == 3
+    assert [h["rows_computed"] for h in auto.history_][2:] == [len(X)] * (auto.n_iter_ - 2)
+    assert_same_fit(auto, lloyd)
+
+
 def test_bounds_that_lose_give_way_to_lloyd():
     loss, keep = bounds_still_pay(0.0, seconds=1.5, lloyd_seconds=1.0)
     assert keep and loss == 0.5
