@@ -309,9 +309,12 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
 
 def _new_state(X, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
     n, d = X.shape
+    # The kernel's arrays become the state in place: new arrays of a few bytes a row cost their page
+    # faults (a fresh pass of 5M rows allocates about 200 MB).
+    upper = np.sqrt(result["sq_dist"], out=result["sq_dist"])
+    upper *= 1.0 + bound_slack(d)
     return ChunkState(
-        version=-1, labels=result["labels"].copy(),
-        upper=np.sqrt(result["sq_dist"]) * (1.0 + bound_slack(d)),
+        version=-1, labels=result["labels"], upper=upper,
         lower=np.ascontiguousarray(result["lower"]),
         block_sums=np.ascontiguousarray(result["block_sums"]),
         block_counts=np.ascontiguousarray(result["block_counts"]),

@@ -546,8 +546,8 @@ def assign_sets(
     ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``block_origin``,
     each result also holds the sums, counts and squared distances to ``block_origin`` of each block of
     :func:`sum_block_rows` rows: ``block_sums`` (blocks, k, d), ``block_counts`` and ``block_squares``
-    (blocks, k), weighted, float64; and ``row_squares`` (n,), each row's squared distance to it (NaN
-    for rows left out).
+    (blocks, k), weighted, float64; and ``row_squares`` (n,), each row's squared distance to it (not
+    set for rows left out).
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
@@ -590,7 +590,7 @@ def assign_sets(
         lower = np.empty((n, column_starts[-1]))
     out_sums = out_counts = out_squares = row_squares = None
     if block_origin is not None:
-        row_squares = np.full(n, np.nan)
+        row_squares = np.empty(n)  # rows left out are never read
         n_blocks = -(-n // int(sum_block.min())) if n else 0
         out_sums, out_counts, out_squares = np.zeros((n_blocks, k, d)), np.zeros((n_blocks, k)), np.zeros(
             (n_blocks, k))
