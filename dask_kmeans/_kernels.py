@@ -13,6 +13,8 @@ functions (numba, ``nogil`` so that dask's threads run them in parallel):
   weighted row to its cluster's float64 sums and count. When the gap between the two nearest is within
   the GEMM's rounding error bound, the row's distances are all recomputed from differences, so the labels
   are those of the exact distances (ties to the lowest index) whatever the data's offset from zero.
+  The same kernel serves the bounded passes (``_bounds``): it also gives lower bounds on each row's
+  distances to the other centres, assigns only given rows, and keeps its sums per block of rows.
 - :func:`pairwise_sq_distances`: every row's squared distance to every centre, for ``transform`` and the
   k-means++ trials: a float64 GEMM on rows shifted to the centres' mean, with the entries whose rounding
   bound is not small against their value recomputed from differences.
