@@ -43,10 +43,10 @@ from ._kernels import (
     nearest_center,
     pairwise_sq_distances,
     sum_block_rows,
-    update_centers,
     usable_rows,
 )
 from ._scheduler import current_client, dask_threads_in_this_process, memory_for_data
+from ._seeding import lloyd_in_memory
 
 ALGORITHMS = ("lloyd", "hamerly", "yinyang")
 ORIGIN_ROWS = 1024
@@ -62,20 +62,9 @@ def bound_groups(centers: np.ndarray, algorithm: str) -> np.ndarray:
     n_groups = max(1, k // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
     if n_groups == 1:
         return np.zeros(k, dtype=np.int64)
-    group_centers = centers[np.linspace(0, k - 1, n_groups).astype(int)]
-    for _ in range(5):  # a few Lloyd steps, as the paper's grouping
-        groups = pairwise_sq_distances(centers, group_centers).argmin(axis=1)
-        group_centers, _ = update_centers(_group_partials(centers, groups, n_groups), group_centers)
-    return pairwise_sq_distances(centers, group_centers).argmin(axis=1).astype(np.int64)
-
-
-def _group_partials(centers, groups, n_groups) -> LloydPartials:
-    sums = np.zeros((n_groups, centers.shape[1]))
-    np.add.at(sums, groups, centers)
-    empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "rows": np.zeros((0, centers.shape[1])),
-             "weights": np.zeros(0), "labels": np.zeros(0, np.int64)}
-    return LloydPartials(sums, np.bincount(groups, minlength=n_groups).astype(float), 0.0, empty,
-                         {"count": 0, "first_row": -1})
+    first = centers[np.linspace(0, k - 1, n_groups).astype(int)]
+    group_centers, _ = lloyd_in_memory(centers, None, first, max_steps=5)  # as the paper's grouping
+    return nearest_center(centers, group_centers)[0].astype(np.int64)
 
 
 @dataclass(frozen=True)
