@@ -36,6 +36,8 @@ import numpy as np
 from ._kernels import (
     LloydPartials,
     assign_sets,
+    block_statistics,
+    block_totals,
     bound_slack,
     compiled,
     feature_moments,
@@ -265,7 +267,7 @@ def _compile_once(X, w, p: BoundsPlan) -> None:
                 state.upper, state.lower, old_labels)
     block_statistics(few, _weights(w_few), state.labels, state.row_squares, sum_block_rows(len(p.centers), d),
                      rows, state.labels.copy(), state.block_sums, state.block_counts, state.block_squares)
-    _add_blocks(state.block_sums, state.block_counts, state.block_squares)
+    block_totals(state.block_sums, state.block_counts, state.block_squares, p.centers, origin)
     _COMPILED.add(key)
 
 
@@ -345,15 +347,13 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
 
 
 def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
-    sums, counts, squares = _add_blocks(state.block_sums, state.block_counts, state.block_squares)
-    moved = p.centers - state.origin
-    shifted_sums = sums - counts[:, None] * state.origin
-    per_cluster = squares - 2.0 * np.einsum("ij,ij->i", moved, shifted_sums) + counts * (moved**2).sum(axis=1)
+    sums, counts, inertia = block_totals(state.block_sums, state.block_counts, state.block_squares, p.centers,
+                                         state.origin)
     d = p.centers.shape[1]
     empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "rows": np.zeros((0, d)),
              "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
-    return LloydPartials(sums=sums, counts=counts, inertia=float(np.maximum(per_cluster, 0.0).sum()),
-                         farthest=empty, non_finite=dict(state.non_finite), n_computed=state.n_computed,
+    return LloydPartials(sums=sums, counts=counts, inertia=inertia, farthest=empty,
+                         non_finite=dict(state.non_finite), n_computed=state.n_computed,
                          seconds=state.seconds)
 
 
@@ -378,7 +378,7 @@ def drop_states_everywhere(token: str, workers_reachable: bool = True) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Compiled loops over a chunk's rows
+# Compiled loops over a chunk's bounds
 
 
 @compiled()
@@ -440,56 +440,3 @@ def _store_rows(rows, labels, sq_dist, lower, slack, all_labels, upper, all_lowe
         for g in range(lower.shape[1]):
             all_lower[i, g] = lower[m, g]
     return n_changed
-
-
-@compiled()
-def block_statistics(X, weights, labels, row_squares, block, rows, old_labels, sums, counts, squares):
-    """Recompute the weighted sums, counts and sums of ``row_squares`` of the clusters whose rows changed
-    in each block of ``block`` rows: those that ``rows`` left (``old_labels``, -1 for none) or joined
-    (their ``labels`` now). Each is recomputed from zero and in row order, so that they are what the
-    kernel adds up, bit for bit; clusters of a block that no row joined or left are kept."""
-    n, d = X.shape
-    n_blocks, k = counts.shape
-    touched = np.zeros((n_blocks, k), dtype=np.bool_)
-    dirty = np.zeros(n_blocks, dtype=np.bool_)
-    for m in range(rows.shape[0]):
-        b = rows[m] // block
-        dirty[b] = True
-        if old_labels[m] >= 0:
-            touched[b, old_labels[m]] = True
-        if labels[rows[m]] >= 0:
-            touched[b, labels[rows[m]]] = True
-    for b in range(n_blocks):
-        if not dirty[b]:
-            continue
-        for a in range(k):
-            if touched[b, a]:
-                sums[b, a] = 0.0
-                counts[b, a] = 0.0
-                squares[b, a] = 0.0
-        for i in range(b * block, min(n, (b + 1) * block)):
-            a = labels[i]
-            if a < 0 or not touched[b, a]:
-                continue
-            w = 1.0 if weights is None else weights[i]
-            counts[b, a] += w
-            row_sums = sums[b, a]
-            for f in range(d):
-                row_sums[f] += w * np.float64(X[i, f])
-            squares[b, a] += w * row_squares[i]
-
-
-@compiled()
-def _add_blocks(block_sums, block_counts, block_squares):
-    """The chunk's totals: the blocks added in order, from zero, as the kernel flushes them."""
-    n_blocks, k, d = block_sums.shape
-    sums = np.zeros((k, d))
-    counts = np.zeros(k)
-    squares = np.zeros(k)
-    for b in range(n_blocks):
-        for j in range(k):
-            counts[j] += block_counts[b, j]
-            squares[j] += block_squares[b, j]
-            for f in range(d):
-                sums[j, f] += block_sums[b, j, f]
-    return sums, counts, squares

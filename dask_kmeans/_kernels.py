@@ -210,7 +210,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     row order, and the blocks in order; with ``out_sums``, ``out_counts`` and ``out_squares`` each
     block's are kept too (the squares: weighted squared distances to ``square_origin``, each row's
     unweighted in ``out_row_squares``), for the bounded
-    passes, which recompute only the blocks whose labels change (``_bounds.block_statistics``, which adds
+    passes, which recompute only the blocks whose labels change (:func:`block_statistics`, which adds
     them up the same way) and add them up to the same sums bit for bit.
 
     With ``selected``, only those rows of ``X`` (row ``i`` of the outputs is ``X[selected[i]]``): the
@@ -467,6 +467,58 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
                 block[r, j] = max(block[r, j], 0.0)
     return out
 
+
+@compiled()
+def block_statistics(X, weights, labels, row_squares, block, rows, old_labels, sums, counts, squares):
+    """Recompute the weighted sums, counts and sums of ``row_squares`` of the clusters whose rows changed
+    in each block of ``block`` rows: those that ``rows`` left (``old_labels``, -1 for none) or joined
+    (their ``labels`` now). Each is recomputed from zero and in row order, so that they are what the
+    kernel adds up, bit for bit; clusters of a block that no row joined or left are kept."""
+    n, d = X.shape
+    n_blocks, k = counts.shape
+    touched = np.zeros((n_blocks, k), dtype=np.bool_)
+    dirty = np.zeros(n_blocks, dtype=np.bool_)
+    for m in range(rows.shape[0]):
+        b = rows[m] // block
+        dirty[b] = True
+        if old_labels[m] >= 0:
+            touched[b, old_labels[m]] = True
+        if labels[rows[m]] >= 0:
+            touched[b, labels[rows[m]]] = True
+    for b in range(n_blocks):
+        if not dirty[b]:
+            continue
+        for a in range(k):
+            if touched[b, a]:
+                sums[b, a] = 0.0
+                counts[b, a] = 0.0
+                squares[b, a] = 0.0
+        for i in range(b * block, min(n, (b + 1) * block)):
+            a = labels[i]
+            if a < 0 or not touched[b, a]:
+                continue
+            w = 1.0 if weights is None else weights[i]
+            counts[b, a] += w
+            row_sums = sums[b, a]
+            for f in range(d):
+                row_sums[f] += w * np.float64(X[i, f])
+            squares[b, a] += w * row_squares[i]
+
+
+@compiled()
+def _add_blocks(block_sums, block_counts, block_squares):
+    """The chunk's totals: the blocks added in order, from zero, as the kernel flushes them."""
+    n_blocks, k, d = block_sums.shape
+    sums = np.zeros((k, d))
+    counts = np.zeros(k)
+    squares = np.zeros(k)
+    for b in range(n_blocks):
+        for j in range(k):
+            counts[j] += block_counts[b, j]
+            squares[j] += block_squares[b, j]
+            for f in range(d):
+                sums[j, f] += block_sums[b, j, f]
+    return sums, counts, squares
 
 # ----------------------------------------------------------------------------------------------------
 # numpy-facing wrappers
@@ -927,3 +979,16 @@ def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np
     filled = counts > 0
     centers[filled] = sums[filled] / counts[filled, None]
     return centers, n_relocated
+
+
+def block_totals(block_sums: np.ndarray, block_counts: np.ndarray, block_squares: np.ndarray,
+                 centers: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """A chunk's sums and counts from its blocks (bit for bit the kernel's), and its inertia for
+    ``centers`` from the clusters' sums of squared distances to ``origin``:
+    ``sum_j Q_j - 2 (c_j - o).(S_j - W_j o) + W_j ||c_j - o||^2`` (relative error about
+    ``eps * spread / cluster width``: the origin is near the chunk's rows)."""
+    sums, counts, squares = _add_blocks(block_sums, block_counts, block_squares)
+    moved = centers - origin
+    shifted_sums = sums - counts[:, None] * origin
+    per_cluster = squares - 2.0 * np.einsum("ij,ij->i", moved, shifted_sums) + counts * (moved**2).sum(axis=1)
+    return sums, counts, float(np.maximum(per_cluster, 0.0).sum())
