@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -76,8 +75,8 @@ class BoundsPlan:
     largest move in each group, ``own_drift`` (k,) the largest move in each centre's group but its own,
     and ``half_gap`` (k,) half the distance from each centre to its nearest other one.
     ``version`` is the pass the state must come from (-1: compute in full). ``run`` names the set (its
-    state's key). A plan without ``groups`` asks for a plain Lloyd pass of the set (bounds that did not
-    pay, see :func:`bounds_pay`)."""
+    state's key). A plan without ``groups`` asks for a plain Lloyd pass of the set (its first pass, or
+    bounds that did not pay, see :func:`bounds_still_pay`)."""
 
     run: int
     centers: np.ndarray
@@ -134,11 +133,6 @@ class ChunkState:
     non_finite: dict
     n_computed: int = 0
     seconds: float = 0.0
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.labels, self.upper, self.lower, self.block_sums,
-                                      self.block_counts, self.block_squares, self.row_squares))
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
@@ -205,11 +199,10 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
     states, fresh, plain = [None] * len(plans), [], []
     for s, p in enumerate(plans):
         state = _take_state((token, p.run, chunk.index))
+        _compile_once(X, w, p)
         if p.groups is None:
             plain.append(s)
-            continue
-        _compile_once(X, w, p)
-        if _is_current(state, p) and _advance_state(X, w, p, state):
+        elif _is_current(state, p) and _advance_state(X, w, p, state):
             states[s] = state
         else:  # no state of the previous pass here (first pass, lost, ran elsewhere): afresh
             fresh.append(s)
@@ -225,11 +218,9 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
                 for state, p in zip(states, plans)]
     if plain:
         centers = [plans[s].centers for s in plain]
-        lloyd = partial(lloyd_partials_sets, center_sets=centers, row_offset=chunk.row_offset,
-                        n_farthest=[len(c) - 1 for c in centers])
-        lloyd(X[:1], None if w is None else w[:1])  # compiled (or loaded) before it is timed
         started = time.perf_counter()
-        results = lloyd(X, w)
+        results = lloyd_partials_sets(X, w, centers, row_offset=chunk.row_offset,
+                                      n_farthest=[len(c) - 1 for c in centers])
         seconds = (time.perf_counter() - started) / len(plain)
         for s, part in zip(plain, results):
             part.seconds = seconds
@@ -247,13 +238,17 @@ _COMPILED: set = set()
 
 
 def _compile_once(X, w, p: BoundsPlan) -> None:
-    """Run every compiled step of a bounded pass once on a few rows, the first time this process meets
-    these types, so that compiling (or loading numba's cache: seconds in a new process) is not timed
-    as what the bounds cost."""
-    key = (X.dtype.str, w is None, int(p.groups.max()) > 0)
+    """Run every compiled step of a pass once on a few rows, the first time this process meets these
+    types, so that compiling (or loading numba's cache: seconds in a new process) is not timed as what
+    a pass costs: a plain Lloyd pass (the reference) or a bounded one."""
+    key = (X.dtype.str, w is None, None if p.groups is None else int(p.groups.max()) > 0)
     if key in _COMPILED or len(X) < 2:
         return
     few, w_few = np.ascontiguousarray(X[:16]), None if w is None else w[:16]
+    if p.groups is None:
+        lloyd_partials_sets(few, w_few, [p.centers], n_farthest=[len(p.centers) - 1])
+        _COMPILED.add(key)
+        return
     d = few.shape[1]
     origin = _origin(few)
     state = _new_state(few, assign_sets(few, [p.centers], w_few, bound_groups=[p.groups],
@@ -357,11 +352,11 @@ def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
                          seconds=state.seconds)
 
 
-def drop_states(token: str) -> int:
-    """Free every chunk state of a fit in this process; the number of bytes freed."""
+def drop_states(token: str) -> None:
+    """Free every chunk state of a fit in this process."""
     with _STATES_LOCK:
-        keys = [key for key in _STATES if key[0] == token]
-        return sum(_STATES.pop(key).nbytes for key in keys)
+        for key in [key for key in _STATES if key[0] == token]:
+            del _STATES[key]
 
 
 def drop_states_everywhere(token: str, workers_reachable: bool = True) -> None:
