@@ -94,45 +94,16 @@ def advance(
     pass (to write a checkpoint). Returns ``mean_variance``.
     """
     started = time.perf_counter() - max((s.history[-1]["elapsed"] for s in sets if s.history), default=0.0)
-    bounded = config.algorithm != "lloyd"
-    token = uuid.uuid4().hex  # names this call's per-row state on the workers
-    # Per set: its bound groups (None: a plain Lloyd pass), its last pass's centres, the time of its
-    # first pass (a Lloyd pass, timed), and the time its bounded passes have lost against that.
-    groups, previous, lloyd_seconds, losses = {}, {}, {}, {}
-    this_pass, workers_reachable = 0, True
+    bounds = _BoundedPasses(config) if config.algorithm != "lloyd" else None
+    workers_reachable = True
     try:
         while True:
             active = [i for i, s in enumerate(sets) if not s.converged and s.n_iter < config.max_iter]
             if not active:
                 return mean_variance
             need_moments = mean_variance is None
-            if bounded:
-                plans = [plan(i, sets[i].centers, groups.get(i), previous.get(i), this_pass - 1)
-                         for i in active]
-                stats = _pass(data, bounded_chunk, active, sets, (plans, token, this_pass, need_moments))
-                # The bounds never look for the farthest rows: a pass that leaves a cluster empty is redone
-                # as a Lloyd pass (the same sums and counts, bit for bit) to relocate it as Lloyd does.
-                redo = [n for n, (p, part) in enumerate(zip(plans, stats))
-                        if p.groups is not None and np.any(part.counts == 0)]
-                if redo:
-                    again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
-                                  ([sets[active[n]].centers for n in redo], False))
-                    for n, part in zip(redo, again):
-                        stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments,
-                                           seconds=stats[n].seconds)
-                for i, p, part in zip(active, plans, stats):
-                    previous[i] = sets[i].centers
-                    if i not in lloyd_seconds:  # its first pass: bounds from the next one on
-                        lloyd_seconds[i] = part.seconds
-                        groups[i] = bound_groups(sets[i].centers, config.algorithm)
-                    elif p.groups is not None and config.fall_back:
-                        losses[i], pay = bounds_still_pay(losses.get(i, 0.0), part.seconds, lloyd_seconds[i])
-                        if not pay:
-                            groups[i] = None
-                            logger.info("%sBounds do not pay on these data (%.2fs lost against Lloyd): "
-                                        "Lloyd from iteration %d on.", "" if len(sets) == 1 else f"Run {i}: ",
-                                        losses[i], sets[i].n_iter + 2)
-                this_pass += 1
+            if bounds is not None:
+                stats = bounds.run(data, sets, active, need_moments)
             else:
                 centers = [sets[i].centers for i in active]
                 stats = _pass(data, _lloyd_chunk, active, sets, (centers, need_moments))
@@ -152,13 +123,56 @@ def advance(
         workers_reachable = False  # and their state went with the scheduler
         raise
     finally:
-        if bounded:
-            drop_states_everywhere(token, workers_reachable)
+        if bounds is not None:
+            drop_states_everywhere(bounds.token, workers_reachable)
 
 
 def _pass(data: ChunkedRows, chunk_fn, active: list[int], sets: list[CenterSet], args: tuple) -> list:
     combines = [partial(LloydPartials.combine, n_farthest=len(sets[i].centers) - 1) for i in active]
     return map_reduce(data, chunk_fn, partial(combine_each, combines=combines), args=args)
+
+
+class _BoundedPasses:
+    """The bounded passes of one :func:`advance` call, and what they keep from pass to pass: per set, its
+    bound groups (None: a plain Lloyd pass), its last pass's centres, the time of its first pass (a
+    Lloyd pass, timed) and the time its bounded passes have lost against that."""
+
+    def __init__(self, config: LloydConfig):
+        self.config = config
+        self.token = uuid.uuid4().hex  # names this call's per-row state on the workers
+        self.this_pass = 0
+        self.groups, self.previous, self.lloyd_seconds, self.losses = {}, {}, {}, {}
+
+    def run(self, data: ChunkedRows, sets: list[CenterSet], active: list[int], need_moments: bool) -> list:
+        """One pass for the active sets: their partials, as a Lloyd pass gives them."""
+        plans = [plan(i, sets[i].centers, self.groups.get(i), self.previous.get(i), self.this_pass - 1)
+                 for i in active]
+        stats = _pass(data, bounded_chunk, active, sets, (plans, self.token, self.this_pass, need_moments))
+        # The bounds never look for the farthest rows: a pass that leaves a cluster empty is redone as a
+        # Lloyd pass (the same sums and counts, bit for bit) to relocate it as Lloyd does.
+        redo = [n for n, (p, part) in enumerate(zip(plans, stats))
+                if p.groups is not None and np.any(part.counts == 0)]
+        if redo:
+            again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
+                          ([sets[active[n]].centers for n in redo], False))
+            for n, part in zip(redo, again):
+                stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments,
+                                   seconds=stats[n].seconds)
+        for i, p, part in zip(active, plans, stats):
+            self.previous[i] = sets[i].centers
+            if i not in self.lloyd_seconds:  # its first pass: bounds from the next one on
+                self.lloyd_seconds[i] = part.seconds
+                self.groups[i] = bound_groups(sets[i].centers, self.config.algorithm)
+            elif p.groups is not None and self.config.fall_back:
+                self.losses[i], pay = bounds_still_pay(self.losses.get(i, 0.0), part.seconds,
+                                                       self.lloyd_seconds[i])
+                if not pay:
+                    self.groups[i] = None
+                    logger.info("%sBounds do not pay on these data (%.2fs lost against Lloyd): Lloyd from "
+                                "iteration %d on.", "" if len(sets) == 1 else f"Run {i}: ", self.losses[i],
+                                sets[i].n_iter + 2)
+        self.this_pass += 1
+        return stats
 
 
 def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, mean_variance: float,
