@@ -187,6 +187,27 @@ def _nearest_two(dist, r, center_sq, lo, hi):
     return best, nearest, second
 
 
+@compiled(inline="always")
+def _exact_nearest(x, centers, dist, centres_first, r, center_sq, lo, hi, nearest, reach):
+    """The centre nearest to ``x`` by exact distances (ties to the lowest index) and its squared distance.
+
+    Every GEMM value errs by at most ``reach / 2``, so a centre whose value exceeds the smallest by more
+    than ``reach`` is farther than the GEMM's nearest: only the others are computed (about two on
+    embeddings, against all ``k``). NaN values and a NaN or infinite ``reach`` leave every centre in.
+    """
+    label = -1
+    e = np.inf
+    for j in range(lo, hi):
+        u = dist[j, r] + center_sq[j] if centres_first else dist[r, j] + center_sq[j]
+        if np.float64(u) - nearest > reach:
+            continue
+        e_j = _exact_sq_distance(x, centers[j])
+        if label < 0 or e_j < e:
+            label = j
+            e = e_j
+    return label, e
+
+
 @compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
@@ -321,13 +342,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                 if decided_exactly:
                     # The two nearest are within rounding of each other (or the row is not finite):
                     # decide from exact distances, ties to the lowest index.
-                    label = lo
-                    e = _exact_sq_distance(X[x_i], centers[lo])
-                    for j in range(lo + 1, hi):
-                        e_j = _exact_sq_distance(X[x_i], centers[j])
-                        if e_j < e:
-                            label = j
-                            e = e_j
+                    label, e = _exact_nearest(X[x_i], centers, dist, centres_first, r, center_sq, lo, hi,
+                                              np.float64(nearest[r]), 2.0 * bound)
                 if lower is not None:
                     if decided_exactly:
                         _exact_group_lower_bounds(X[x_i], lower[i], centers, label, members, member_starts,
