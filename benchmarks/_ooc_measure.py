@@ -93,19 +93,20 @@ def read_pass(cluster: Cluster, X: da.Array) -> tuple[float, list[float]]:
     return elapsed, list(peak.peak_mib.values())
 
 
-def streamed_fit(cluster: Cluster, X: da.Array, C0: np.ndarray, max_iter: int):
+def streamed_fit(cluster: Cluster, X: da.Array, C0: np.ndarray, max_iter: int, metric: str = "euclidean"):
     from dask_kmeans import KMeans
 
     with cluster.peak() as peak:
         start = time.perf_counter()
-        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter, **no_labels(), **lloyd_passes()).fit(
-            X, **no_persist())
+        model = KMeans(len(C0), init=C0, tol=0.0, max_iter=max_iter, metric=metric, **no_labels(),
+                       **lloyd_passes()).fit(X, **no_persist())
         elapsed = time.perf_counter() - start
     steps = np.diff([h["elapsed"] for h in model.history_])
     return float(np.median(steps)), elapsed, peak, model.cluster_centers_
 
 
-def bench_streamed(cluster: Cluster, res: Results, C0: np.ndarray, max_iter: int, repeats: int) -> None:
+def bench_streamed(cluster: Cluster, res: Results, C0: np.ndarray, max_iter: int, repeats: int,
+                   metric: str = "euclidean") -> None:
     ds = res.dataset
     X = read_array(ds)
     res.cached_before = cached_fraction(ds.path)
@@ -116,7 +117,7 @@ def bench_streamed(cluster: Cluster, res: Results, C0: np.ndarray, max_iter: int
         res.read_peaks.append(peaks)
         res.read_events = res.read_events + cluster.check(f"{ds.label} read pass {r + 1}")
         progress(f"{ds.label}: read {t:.2f} s; streamed fit {r + 1}/{repeats} (max_iter={max_iter})")
-        it, wall, peak, centers = streamed_fit(cluster, X, C0, max_iter)
+        it, wall, peak, centers = streamed_fit(cluster, X, C0, max_iter, metric)
         peaks = list(peak.peak_mib.values())
         res.iter_s.append(it)
         res.fit_s.append(wall)
@@ -128,7 +129,7 @@ def bench_streamed(cluster: Cluster, res: Results, C0: np.ndarray, max_iter: int
 
 
 def bench_in_memory(cluster: Cluster, ds: Dataset, C0: np.ndarray, max_iter: int, repeats: int,
-                    worker_memory: int) -> InMemory:
+                    worker_memory: int, metric: str = "euclidean") -> InMemory:
     """Time per iteration of fits on a persisted slice of the array."""
     from distributed import wait
 
@@ -139,7 +140,7 @@ def bench_in_memory(cluster: Cluster, ds: Dataset, C0: np.ndarray, max_iter: int
     wait(Xm)
     times, peaks = [], []
     for _ in range(repeats):
-        it, _, peak, _ = streamed_fit(cluster, Xm, C0, max(5, max_iter))
+        it, _, peak, _ = streamed_fit(cluster, Xm, C0, max(5, max_iter), metric)
         times.append(it)
         peaks.append(list(peak.peak_mib.values()))
     del Xm

@@ -74,6 +74,26 @@ n_iter, inertia
     per-iteration inertia (``history_``) with faiss's (``n - obj`` of ``iteration_stats``, its
     own sum), and how many empty clusters each refilled per iteration: dask_kmeans moves an
     empty cluster to a far row, faiss splits a large cluster, so the runs part once one is refilled.
+
+Out of core (``--out-of-core``; the issue's second claim, meant with ``--full``): ``X`` itself (raw rows,
+not unit) is written to a Zarr store (chunks of 16,384 rows, zarr's default codecs) in a temporary folder
+under ``--dir``, and a ``distributed.LocalCluster`` of 2 workers x 1 thread with ``--worker-memory`` each
+(default 640 MiB: together less than the 1.5 GB store at ``--full``; the header says how much less) fits
+it, streamed (``persist=False``: every iteration reads the store and normalises each chunk as it comes),
+with the shared out-of-core measurements of ``benchmarks/_ooc_measure.py``, ``--ooc-repeats`` times:
+
+read pass
+    ``dask_kmeans.io.read(store).X.sum(dtype="float64").compute()``: every chunk read and decoded,
+    nothing else (from the page cache or the disk: the note says how much was cached).
+streamed iteration
+    ``KMeans(k, init=C0, metric="cosine", tol=0, max_iter=--ooc-max-iter, compute_labels=False,
+    algorithm="lloyd").fit(read(store).X, persist=False)``: the median difference of consecutive
+    ``history_[i]["elapsed"]``, the first left out.
+in-memory iteration
+    The same fit on the store's first chunks (an eighth of the workers' memory, at least two chunks per
+    worker) persisted on the same workers, scaled by rows to the whole store.
+
+The target: a streamed iteration at most 1.3x (read pass + in-memory iteration).
 """
 
 from __future__ import annotations
@@ -97,12 +117,14 @@ from _common import (
     lloyd_passes,
     machine_info,
     median,
+    peaks_text,
     pick_initial_centers,
     progress,
     release_freed_memory,
 )
 
 GEMM_BLOCK_ROWS = 4096
+STORE_CHUNK_ROWS = 16_384  # 24 MiB of 384 float32 features: dask_kmeans.io.read makes one dask chunk of each
 DEFAULT = (200_000, 384, 256)
 FULL = (1_000_000, 384, 1024)
 
@@ -286,6 +308,71 @@ def bench_faiss(directory: str, args) -> tuple[Row, list[float] | None]:
     return row, out["trace"]
 
 
+def bench_out_of_core(X: np.ndarray, C0: np.ndarray, args) -> tuple[list[Row], list[str]]:
+    """``X`` written to a Zarr store and fitted streamed on a cluster whose workers hold less than it."""
+    # Imported here: the faiss part runs this file in an interpreter without dask.
+    import dask.array as da
+    from _cluster import N_WORKERS, Cluster, cluster_info, workers_note
+    from _ooc_data import Dataset, read_array, zarr_codecs
+    from _ooc_measure import Results, bench_in_memory, bench_streamed, median_peaks
+
+    from dask_kmeans import KMeans
+
+    n, d = X.shape
+    lines = []
+    os.makedirs(args.dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-cosine-ooc-", dir=args.dir) as directory:
+        path = os.path.join(directory, f"blobs_{n}x{d}.zarr")
+        progress(f"out of core: writing {n} x {d} to {path} ...")
+        start = time.perf_counter()
+        da.from_array(X, chunks=(STORE_CHUNK_ROWS, d)).to_zarr(path)
+        size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+        written_s = time.perf_counter() - start
+        total = N_WORKERS * args.worker_memory
+        lines.append(f"store: {zarr_codecs(path)}, chunks of {STORE_CHUNK_ROWS} rows, {size / 1e9:.2f} GB "
+                     f"on disk, written in {written_s:.1f} s; the workers' memory limits add up to "
+                     f"{total / 1e9:.2f} GB = {total / X.nbytes:.2f}x the data ({X.nbytes / 1e9:.2f} GB)")
+        lines += cluster_info(args.worker_memory)
+        ds = Dataset(path, n, d, len(C0), args.seed)
+        res = Results(ds)
+        cluster = Cluster(args.worker_memory)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "distinct clusters" (empty ones)
+                progress("out of core: warm-up (imports and compiled code on the workers)")
+                X0 = read_array(ds)[: 2 * N_WORKERS * STORE_CHUNK_ROWS]
+                X0.sum().compute()
+                KMeans(len(C0), init=C0, max_iter=2, metric="cosine").fit(X0, persist=False)
+                cluster.check("the warm-up")
+                bench_streamed(cluster, res, C0, args.ooc_max_iter, args.ooc_repeats, metric="cosine")
+                reference = bench_in_memory(cluster, ds, C0, args.ooc_max_iter, args.ooc_repeats,
+                                            args.worker_memory, metric="cosine")
+            lines += cluster.health()
+        finally:
+            cluster.close()
+    read_s, iter_s = median(res.read_s), median(res.iter_s)
+    in_mem = reference.per_row_s * n
+    cached = "unknown" if res.cached_before is None else f"{100 * res.cached_before:.0f}%"
+    rows = [
+        Row("out of core", "read pass", time_s=read_s, peaks_mib=median_peaks(res.read_peaks),
+            note=f"median of {len(res.read_s)}; the page cache held {cached} of the store before the first "
+                 "read" + workers_note(res.read_events)),
+        Row("out of core", "dask_kmeans streamed", time_s=iter_s, peaks_mib=median_peaks(res.fit_peaks),
+            note=f"median of {len(res.iter_s)} fits x {args.ooc_max_iter - 1} steps"
+                 + workers_note(res.fit_events)),
+        Row("out of core", "dask_kmeans in memory", time_s=in_mem, peaks_mib=reference.peaks,
+            note=f"{reference.chunks} chunks ({reference.rows} rows) persisted, "
+                 f"time x {n / reference.rows:.3g}"
+                 + workers_note(reference.events)),
+    ]
+    floor = read_s + in_mem
+    lines.append(f"out of core: a streamed iteration takes {iter_s:.3f} s = {iter_s / floor:.2f}x read pass "
+                 f"+ in-memory iteration ({read_s:.3f} + {in_mem:.3f} s; target <= 1.3x: "
+                 f"{'met' if iter_s <= 1.3 * floor else 'NOT met'}); {iter_s / read_s:.2f}x the read pass, "
+                 f"{iter_s / in_mem:.2f}x the in-memory iteration")
+    return rows, lines
+
+
 # ----------------------------------------------------------------------------------------------------
 # Driver
 
@@ -305,6 +392,14 @@ COLUMNS = (
 )
 
 
+OOC_COLUMNS = (
+    ("measurement", lambda r: r.what),
+    ("time (s)", lambda r: fmt(r.time_s, ".3f")),
+    ("peak RSS/worker (MiB)", lambda r: peaks_text(r.peaks_mib)),
+    ("note", lambda r: r.note),
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the issue's size: 1M x 384, k=1024")
@@ -320,7 +415,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faiss-python", help="interpreter of a virtualenv with faiss-cpu (see above)")
     parser.add_argument("--faiss-worker", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--markdown", action="store_true", help="print the table in markdown")
+    parser.add_argument("--out-of-core", action="store_true",
+                        help="also fit the data streamed from a Zarr store on a cluster that cannot hold it")
+    parser.add_argument("--in-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="the in-memory comparison (--no-in-memory: the out-of-core part only)")
+    parser.add_argument("--worker-memory", default="640MiB", help="memory_limit of each of the 2 workers")
+    parser.add_argument("--ooc-max-iter", type=int, default=4, help="max_iter of the streamed fits")
+    parser.add_argument("--ooc-repeats", type=int, default=2, help="repeats of read pass + streamed fit")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the Zarr store goes (deleted)")
     args = parser.parse_args(argv)
+    if not args.faiss_worker:
+        from dask.utils import parse_bytes
+
+        args.worker_memory = parse_bytes(args.worker_memory)
     size = FULL if args.full else DEFAULT
     args.n, args.d, args.k = args.n or size[0], args.d or size[1], args.k or size[2]
     if not 1 <= args.min_iter < args.max_iter:
@@ -333,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.faiss_worker:
         faiss_worker(args.faiss_worker, args.max_iter, args.min_iter, args.threads, args.seed)
         return 0
-    for line in machine_info(["sklearn", "dask_kmeans"], dask_ml=False):
+    for line in machine_info(["sklearn", "dask_kmeans", "distributed", "zarr"], dask_ml=False):
         print(line)
     print(f"data: {args.n} x {args.d} float32 blobs, k={args.k}, seed {args.seed}; threads={args.threads}; "
           f"iterations {args.min_iter} and {args.max_iter}; repeats={args.repeats} (medians)")
@@ -342,6 +449,21 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"making {args.n} x {args.d} blobs ...")
     X, Xn = make_data(args.n, args.d, args.k, args.seed)
     C0 = unit(pick_initial_centers(Xn, args.k, seed=args.seed + 1)).astype(np.float32)
+    if args.in_memory:
+        in_memory(X, Xn, C0, args)
+    if args.out_of_core:
+        del Xn  # the cluster's workers need the memory
+        rows, lines = bench_out_of_core(X, C0, args)
+        print()
+        print(format_table(rows, OOC_COLUMNS, args.markdown, text=("measurement", "note")))
+        print()
+        for line in lines:
+            print(line)
+    return 0
+
+
+def in_memory(X: np.ndarray, Xn: np.ndarray, C0: np.ndarray, args) -> None:
+    """The in-memory comparison: the rounds, the table and the notes under it."""
     with tempfile.TemporaryDirectory(prefix="bench-cosine-") as directory:
         np.save(os.path.join(directory, "Xn.npy"), Xn)
         np.save(os.path.join(directory, "C0.npy"), C0)
@@ -400,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, trace in (("dask_kmeans", ours_trace), ("faiss", faiss_trace)):
             print(f"  {name + ':':12} " + ", ".join(str(int(r)) for _, r in trace[:n]))
     print("inertia: sum over rows of 1 - largest cosine to the normalised centres, computed by this script")
-    return 0
 
 
 if __name__ == "__main__":
