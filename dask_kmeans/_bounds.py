@@ -9,19 +9,22 @@ whose ``u`` is below all its lower bounds (or below half the gap from its centre
 centre) keeps its label; the others are gathered and assigned by the one kernel (:func:`assign_sets`,
 GEMM and all), which also gives their new bounds.
 
-The answer is Lloyd's, bit for bit: a row skips only when its label provably stays the label of the
-exact distances (ties to the lowest index: the test is strict, and bounds are widened by the rounding
-of the distances as computed); a chunk's sums and counts are added up a block of rows at a time in row
-order exactly as the kernel adds them (:func:`block_statistics`), recomputing only the clusters of a
-block where a label changed. The inertia of an iteration comes from per-cluster weighted sums of squared
-distances to a point near the chunk (relative error about ``eps * spread / cluster width``), not from
-every row's distance.
+The labels are Lloyd's: a row skips only when its label provably stays the label of the exact distances
+(ties to the lowest index: the test is strict, and bounds are widened by the rounding of the distances
+as computed). A chunk's sums and counts are Lloyd's in its first pass and then move with the rows that
+change cluster (:func:`move_rows`): time proportional to the changes, not to the chunk. They then
+differ from Lloyd's in the last bits; each cluster's possible rounding drift is tracked, and a chunk's
+sums are recomputed from its labels before it could reach ``DRIFT_LIMIT`` (about 1e-12 of the largest
+value). The inertia of an iteration comes from per-cluster weighted sums of squared distances to a
+point near the chunk (relative error about ``eps * spread / cluster width``), not from every row's
+distance.
 
-The per-row state (labels, bounds, block statistics) stays in the memory of the process that ran the
-chunk's task, keyed by the fit, the centre set and the chunk, and tagged with the pass it belongs to. A
-task that finds no state of the previous pass (first pass, a worker that died or restarted, a task
-that ran elsewhere) computes its chunk in full: lost state costs a recomputation of that chunk, never
-a different answer. :func:`drop_states` frees a fit's state on every worker when the fit ends.
+The per-row state (labels, bounds, each row's squared distance to that point) and the chunk's sums stay
+in the memory of the process that ran the chunk's task, keyed by the fit, the centre set and the chunk,
+and tagged with the pass it belongs to. A task that finds no state of the previous pass (first pass, a
+worker that died or restarted, a task that ran elsewhere) computes its chunk in full: lost state costs
+a recomputation of that chunk, never a different label. :func:`drop_states` frees a fit's state on
+every worker when the fit ends.
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ import numpy as np
 from ._kernels import (
     LloydPartials,
     assign_sets,
-    block_statistics,
-    block_totals,
     bound_slack,
+    cluster_sums,
     compiled,
     feature_moments,
+    inertia_from_squares,
     lloyd_partials_sets,
+    move_rows,
     nearest_center,
     pairwise_sq_distances,
-    sum_block_rows,
     usable_rows,
 )
 from ._scheduler import current_client, dask_threads_in_this_process, memory_for_data
@@ -52,6 +55,9 @@ from ._seeding import lloyd_in_memory
 ALGORITHMS = ("lloyd", "hamerly", "yinyang")
 ORIGIN_ROWS = 1024
 CENTERS_PER_GROUP = 10  # Yinyang's groups: about k / 10 (Ding et al.)
+# A chunk's sums are recomputed from its labels once a cluster's rounding drift could exceed this share
+# of its largest value (about 4500 ulps: the order of a float64 sum of a chunk's rows in blocks).
+DRIFT_LIMIT = 1e-12
 
 _STATES: dict[tuple, ChunkState] = {}
 _STATES_LOCK = threading.Lock()
@@ -117,31 +123,34 @@ def plan(run: int, centers: np.ndarray, groups: np.ndarray | None, previous: np.
 
 @dataclass
 class ChunkState:
-    """One set's state for one chunk, as of pass ``version``: labels (-1 for rows left out), bounds and
-    per-block weighted sums, counts and squared distances to ``origin`` (a point near the chunk's rows;
-    ``row_squares`` holds each row's)."""
+    """One set's state for one chunk, as of pass ``version``: labels (-1 for rows left out), bounds,
+    each row's squared distance to ``origin`` (a point near the chunk's rows), and per cluster the
+    weighted sums of rows and of those squares, the weights, the members (rows of positive weight) and
+    the rounding ``drift`` the sums may have gathered (see :func:`move_rows`)."""
 
     version: int
     labels: np.ndarray
     upper: np.ndarray
     lower: np.ndarray
-    block_sums: np.ndarray
-    block_counts: np.ndarray
-    block_squares: np.ndarray
     row_squares: np.ndarray
     origin: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    squares: np.ndarray
+    members: np.ndarray
+    drift: np.ndarray
     non_finite: dict
     n_computed: int = 0
     seconds: float = 0.0
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
-    """Memory a row's state takes (label, bounds, its share of the block statistics)."""
+    """Memory a row's state takes (label, upper bound, lower bound(s), squared distance to the origin;
+    the per-cluster sums are a chunk's, not a row's)."""
     if algorithm == "lloyd":
         return 0.0
     n_groups = max(1, n_clusters // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
-    block = n_clusters * (n_features + 2) * 8 / sum_block_rows(n_clusters, n_features)
-    return 4 + 8 + 8 * n_groups + 8 + block
+    return 4 + 8 + 8 * n_groups + 8
 
 
 # Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
@@ -209,11 +218,12 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
     if fresh:
         started = time.perf_counter()
         origin = _origin(X)
-        results = assign_sets(X, [plans[s].centers for s in fresh], w, row_offset=chunk.row_offset,
-                              bound_groups=[plans[s].groups for s in fresh], block_origin=origin)
+        results = assign_sets(X, [plans[s].centers for s in fresh], w, with_sums=True,
+                              row_offset=chunk.row_offset, bound_groups=[plans[s].groups for s in fresh],
+                              squares_from=origin)
         seconds = (time.perf_counter() - started) / len(fresh)
         for s, result in zip(fresh, results):
-            states[s] = _new_state(X, result, origin, seconds)
+            states[s] = _new_state(X, w, result, origin, seconds)
     partials = [None if state is None else _keep(state, p, (token, p.run, chunk.index), this_pass)
                 for state, p in zip(states, plans)]
     if plain:
@@ -251,18 +261,18 @@ def _compile_once(X, w, p: BoundsPlan) -> None:
         return
     d = few.shape[1]
     origin = _origin(few)
-    state = _new_state(few, assign_sets(few, [p.centers], w_few, bound_groups=[p.groups],
-                                        block_origin=origin)[0], origin, 0.0)
+    state = _new_state(few, w_few, assign_sets(few, [p.centers], w_few, with_sums=True,
+                                               bound_groups=[p.groups], squares_from=origin)[0], origin, 0.0)
     rows = np.arange(len(few), dtype=np.int64)
     _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved, p.own_drift,
                  p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
     again = assign_sets(few, [p.centers], w_few, rows=rows, bound_groups=[p.groups])[0]
     old_labels = np.empty(len(few), dtype=np.int32)
-    _store_rows(rows, again["labels"], again["sq_dist"], again["lower"], bound_slack(d), state.labels,
-                state.upper, state.lower, old_labels)
-    block_statistics(few, _weights(w_few), state.labels, state.row_squares, sum_block_rows(len(p.centers), d),
-                     rows, state.labels.copy(), state.block_sums, state.block_counts, state.block_squares)
-    block_totals(state.block_sums, state.block_counts, state.block_squares, p.centers, origin)
+    n_changed = _store_rows(rows, again["labels"], again["sq_dist"], again["lower"], bound_slack(d),
+                            state.labels, state.upper, state.lower, old_labels)
+    move_rows(few, _weights(w_few), rows[:n_changed], old_labels[:n_changed], state.labels, state.row_squares,
+              state.sums, state.counts, state.squares, state.members, state.drift)
+    cluster_sums(few, _weights(w_few), state.labels, state.row_squares, len(p.centers))
     _COMPILED.add(key)
 
 
@@ -293,19 +303,20 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
     return partials
 
 
-def _new_state(X, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
+def _new_state(X, w, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
     n, d = X.shape
     # The kernel's arrays become the state in place: new arrays of a few bytes a row cost their page
-    # faults (a fresh pass of 5M rows allocates about 200 MB).
+    # faults (a fresh pass of 5M rows allocates about 150 MB).
     upper = np.sqrt(result["sq_dist"], out=result["sq_dist"])
     upper *= 1.0 + bound_slack(d)
+    labels = result["labels"]
+    weighted = labels if w is None else labels[np.asarray(w) > 0]
+    members = np.bincount(weighted[weighted >= 0], minlength=len(result["counts"])).astype(np.int64)
     return ChunkState(
-        version=-1, labels=result["labels"], upper=upper,
-        lower=np.ascontiguousarray(result["lower"]),
-        block_sums=np.ascontiguousarray(result["block_sums"]),
-        block_counts=np.ascontiguousarray(result["block_counts"]),
-        block_squares=np.ascontiguousarray(result["block_squares"]),
-        row_squares=result["row_squares"], origin=origin, non_finite=result["non_finite"],
+        version=-1, labels=labels, upper=upper, lower=np.ascontiguousarray(result["lower"]),
+        row_squares=result["row_squares"], origin=origin, sums=np.array(result["sums"]),
+        counts=np.array(result["counts"]), squares=np.array(result["squares"]), members=members,
+        drift=np.zeros(len(members)), non_finite=result["non_finite"],
         n_computed=n - result["non_finite"]["count"], seconds=seconds,
     )
 
@@ -333,21 +344,27 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
         n_changed = _store_rows(failing, result["labels"], result["sq_dist"], result["lower"], bound_slack(d),
                                 state.labels, state.upper, state.lower, old_labels)
         if n_changed:
-            block = sum_block_rows(len(p.centers), d)
-            block_statistics(X, _weights(w), state.labels, state.row_squares, block, failing[:n_changed],
-                             old_labels[:n_changed], state.block_sums,
-                             state.block_counts, state.block_squares)
+            move_rows(X, _weights(w), failing[:n_changed], old_labels[:n_changed], state.labels,
+                      state.row_squares, state.sums, state.counts, state.squares, state.members, state.drift)
+            if np.any(state.drift * np.finfo(np.float64).eps > DRIFT_LIMIT * state.counts):
+                _recompute_sums(X, w, state)
     state.seconds = time.perf_counter() - started
     return True
 
 
+def _recompute_sums(X, w, state: ChunkState) -> None:
+    state.sums, state.counts, state.squares, state.members = cluster_sums(
+        X, _weights(w), state.labels, state.row_squares, len(state.counts))
+    state.drift[:] = 0.0
+
+
 def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
-    sums, counts, inertia = block_totals(state.block_sums, state.block_counts, state.block_squares, p.centers,
-                                         state.origin)
+    inertia = inertia_from_squares(state.sums, state.counts, state.squares, p.centers, state.origin)
     d = p.centers.shape[1]
     empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "rows": np.zeros((0, d)),
              "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
-    return LloydPartials(sums=sums, counts=counts, inertia=inertia, farthest=empty,
+    # Copies: the state's arrays move on in the next pass.
+    return LloydPartials(sums=state.sums.copy(), counts=state.counts.copy(), inertia=inertia, farthest=empty,
                          non_finite=dict(state.non_finite), n_computed=state.n_computed,
                          seconds=state.seconds)
 

@@ -58,12 +58,9 @@ def block_rows(n_centers: int, itemsize: int = 8) -> int:
     return int(min(rows, max(32, _BLOCK_BYTES // max(1, n_centers * itemsize))))
 
 
-def sum_block_rows(n_centers: int, n_features: int) -> int:
-    """Rows whose sums and counts are added up on their own before joining a chunk's: 1024, or more
-    where the bounded passes' per-block statistics (``k (d + 2)`` float64 a block) would otherwise take
-    more than 16 bytes a row. Small blocks keep what a bounded pass recomputes small (a block holding a
-    row that changed cluster); 4096 rows cost 1.2x its time on 1M x 16, k=32, late iterations."""
-    return int(max(1024, 2 ** int(np.ceil(np.log2(max(1, n_centers * (n_features + 2) / 2))))))
+# Rows whose sums and counts are added up on their own before joining a chunk's: blocked summation keeps
+# the rounding of a chunk's sums near that of a block's, not of the whole chunk's.
+_SUM_BLOCK_ROWS = 1024
 
 
 def bound_slack(n_features: int) -> float:
@@ -211,9 +208,8 @@ def _exact_nearest(x, centers, dist, centres_first, r, center_sq, lo, hi, neares
 @compiled()
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
-                   inertia, n_bad, first_bad, sum_block, bound_columns, members, member_starts, column_starts,
-                   lower, slack, selected,
-                   out_sums, out_counts, out_squares, square_origin, out_row_squares):
+                   inertia, n_bad, first_bad, bound_columns, members, member_starts, column_starts,
+                   lower, slack, selected, squares, square_origin, row_squares):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
 
@@ -227,12 +223,10 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     square overflows the data's dtype) gets label -1 and distance NaN and adds nothing. Per group, fills
     the weighted ``inertia``, the number ``n_bad`` of such rows and the index ``first_bad`` of the first.
 
-    Sums and counts are added up a block of ``sum_block[g]`` rows at a time, each block's from zero in
-    row order, and the blocks in order; with ``out_sums``, ``out_counts`` and ``out_squares`` each
-    block's are kept too (the squares: weighted squared distances to ``square_origin``, each row's
-    unweighted in ``out_row_squares``), for the bounded
-    passes, which recompute only the blocks whose labels change (:func:`block_statistics`, which adds
-    them up the same way) and add them up to the same sums bit for bit.
+    Sums and counts are added up a block of ``_SUM_BLOCK_ROWS`` rows at a time, each block's from zero in
+    row order, and the blocks in order. With ``squares``, also each cluster's weighted sum of squared
+    distances to ``square_origin`` (each row's, unweighted, in ``row_squares``), from which the bounded
+    passes compute their inertia.
 
     With ``selected``, only those rows of ``X`` (row ``i`` of the outputs is ``X[selected[i]]``): the
     bounded passes' rows whose bounds failed, gathered a GEMM block at a time (no sums then).
@@ -267,10 +261,10 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     group_second = np.empty_like(group_min)
     group_best = np.empty((group_min.shape[0], rows_per_block), dtype=np.int64)
     center_sq64 = center_norm * center_norm
-    with_sums = sums is not None or out_sums is not None
+    with_sums = sums is not None
     block_sums = np.zeros((k if with_sums else 0, d))
     block_counts = np.zeros(k if with_sums else 0)
-    block_squares = np.zeros(k if out_squares is not None else 0)
+    block_squares = np.zeros(k if squares is not None else 0)
     max_center_sq = np.zeros(n_groups)
     for g in range(n_groups):
         for j in range(group_starts[g], group_starts[g + 1]):
@@ -331,9 +325,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
             for r in range(nb):
                 i = start + r
                 x_i = i if selected is None else selected[i]
-                if with_sums and i > 0 and i % sum_block[g] == 0:
-                    _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts,
-                                 out_squares, i // sum_block[g] - 1, lo, hi)
+                if with_sums and i > 0 and i % _SUM_BLOCK_ROWS == 0:
+                    _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, lo, hi)
                 label = best[r]
                 e = _exact_sq_distance(X[x_i], centers[label])
                 # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
@@ -375,34 +368,28 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     x = X[x_i]
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
-                    if out_squares is not None:
+                    if squares is not None:
                         q = _exact_sq_distance(x, square_origin)
-                        out_row_squares[x_i] = q
+                        row_squares[x_i] = q
                         block_squares[label] += w * q
     if with_sums and n > 0:
         for g in range(n_groups):
-            _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts,
-                         out_squares, (n - 1) // sum_block[g], group_starts[g], group_starts[g + 1])
+            _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, group_starts[g],
+                         group_starts[g + 1])
 
 
 @compiled(inline="always")
-def _flush_block(block_sums, block_counts, block_squares, sums, counts, out_sums, out_counts, out_squares, b,
-                 lo, hi):
-    """Add block ``b``'s sums and counts of centres ``lo`` to ``hi`` to the totals (or keep them as
-    block ``b``'s, with its squares), and zero them for the next block."""
+def _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, lo, hi):
+    """Add a block's sums, counts (and squares) of centres ``lo`` to ``hi`` to the totals, and zero them
+    for the next block."""
     for j in range(lo, hi):
-        if counts is not None:
-            counts[j] += block_counts[j]
-        if out_counts is not None:
-            out_counts[b, j] = block_counts[j]
-            out_squares[b, j] = block_squares[j]
-            block_squares[j] = 0.0
+        counts[j] += block_counts[j]
         block_counts[j] = 0.0
+        if squares is not None:
+            squares[j] += block_squares[j]
+            block_squares[j] = 0.0
         for f in range(block_sums.shape[1]):
-            if sums is not None:
-                sums[j, f] += block_sums[j, f]
-            if out_sums is not None:
-                out_sums[b, j, f] = block_sums[j, f]
+            sums[j, f] += block_sums[j, f]
             block_sums[j, f] = 0.0
 
 
@@ -485,56 +472,65 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
 
 
 @compiled()
-def block_statistics(X, weights, labels, row_squares, block, rows, old_labels, sums, counts, squares):
-    """Recompute the weighted sums, counts and sums of ``row_squares`` of the clusters whose rows changed
-    in each block of ``block`` rows: those that ``rows`` left (``old_labels``, -1 for none) or joined
-    (their ``labels`` now). Each is recomputed from zero and in row order, so that they are what the
-    kernel adds up, bit for bit; clusters of a block that no row joined or left are kept."""
-    n, d = X.shape
-    n_blocks, k = counts.shape
-    touched = np.zeros((n_blocks, k), dtype=np.bool_)
-    dirty = np.zeros(n_blocks, dtype=np.bool_)
+def move_rows(X, weights, rows, old_labels, labels, row_squares, sums, counts, squares, members, drift):
+    """Move the contributions of ``rows``, whose label changed from ``old_labels`` (-1: none) to their
+    ``labels`` now, between their clusters' weighted sums, counts, sums of ``row_squares`` and member
+    counts: the bounded passes' sums, in time proportional to the rows that changed.
+
+    Rows of zero weight are no members and move nothing. A cluster left without members gets exact
+    zeros (its float sums would keep rounding residue). Each addition rounds by at most ``eps / 2`` of
+    the cluster's total weight times the largest value added, so ``drift[a]`` adds up the cluster's
+    total weight at every change: the sums err by at most ``eps * drift[a]`` times the largest ``|x|``
+    (the caller recomputes them before that matters).
+    """
+    d = X.shape[1]
     for m in range(rows.shape[0]):
-        b = rows[m] // block
-        dirty[b] = True
-        if old_labels[m] >= 0:
-            touched[b, old_labels[m]] = True
-        if labels[rows[m]] >= 0:
-            touched[b, labels[rows[m]]] = True
-    for b in range(n_blocks):
-        if not dirty[b]:
+        i = rows[m]
+        w = 1.0 if weights is None else weights[i]
+        if w == 0.0:  # no member: Lloyd's count of a cluster of weightless rows is exactly zero
             continue
-        for a in range(k):
-            if touched[b, a]:
-                sums[b, a] = 0.0
-                counts[b, a] = 0.0
-                squares[b, a] = 0.0
-        for i in range(b * block, min(n, (b + 1) * block)):
-            a = labels[i]
-            if a < 0 or not touched[b, a]:
+        for a, sign in ((old_labels[m], -1.0), (labels[i], 1.0)):
+            if a < 0:
                 continue
-            w = 1.0 if weights is None else weights[i]
-            counts[b, a] += w
-            row_sums = sums[b, a]
+            members[a] += np.int64(sign)
+            if members[a] == 0:
+                counts[a] = 0.0
+                squares[a] = 0.0
+                drift[a] = 0.0
+                for f in range(d):
+                    sums[a, f] = 0.0
+                continue
+            signed = sign * w
+            counts[a] += signed
+            squares[a] += signed * row_squares[i]
+            row_sums = sums[a]
             for f in range(d):
-                row_sums[f] += w * np.float64(X[i, f])
-            squares[b, a] += w * row_squares[i]
+                row_sums[f] += signed * np.float64(X[i, f])
+            drift[a] += abs(counts[a]) + w
 
 
 @compiled()
-def _add_blocks(block_sums, block_counts, block_squares):
-    """The chunk's totals: the blocks added in order, from zero, as the kernel flushes them."""
-    n_blocks, k, d = block_sums.shape
-    sums = np.zeros((k, d))
-    counts = np.zeros(k)
-    squares = np.zeros(k)
-    for b in range(n_blocks):
-        for j in range(k):
-            counts[j] += block_counts[b, j]
-            squares[j] += block_squares[b, j]
-            for f in range(d):
-                sums[j, f] += block_sums[b, j, f]
-    return sums, counts, squares
+def cluster_sums(X, weights, labels, row_squares, n_clusters):
+    """Each cluster's weighted sum of rows, weight, sum of ``row_squares`` and number of members (rows
+    of positive weight), from the labels (-1: left out): a bounded pass's statistics computed afresh."""
+    d = X.shape[1]
+    sums = np.zeros((n_clusters, d))
+    counts = np.zeros(n_clusters)
+    squares = np.zeros(n_clusters)
+    members = np.zeros(n_clusters, dtype=np.int64)
+    for i in range(X.shape[0]):
+        a = labels[i]
+        w = 1.0 if weights is None else weights[i]
+        if a < 0 or w == 0.0:
+            continue
+        members[a] += 1
+        counts[a] += w
+        squares[a] += w * row_squares[i]
+        row_sums = sums[a]
+        for f in range(d):
+            row_sums[f] += w * np.float64(X[i, f])
+    return sums, counts, squares, members
+
 
 # ----------------------------------------------------------------------------------------------------
 # numpy-facing wrappers
@@ -602,7 +598,7 @@ def assign_sets(
     float32_from: np.ndarray | None = None,
     bound_groups: list[np.ndarray] | None = None,
     rows: np.ndarray | None = None,
-    block_origin: np.ndarray | None = None,
+    squares_from: np.ndarray | None = None,
 ) -> list[dict]:
     """:func:`assign` for several centre sets at once: one GEMM per block of rows serves them all.
 
@@ -613,11 +609,9 @@ def assign_sets(
     With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds ``lower``
     (n, t): per group, a lower bound on the row's distance to the group's centres other than its own
     (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes. With
-    ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``block_origin``,
-    each result also holds the sums, counts and squared distances to ``block_origin`` of each block of
-    :func:`sum_block_rows` rows: ``block_sums`` (blocks, k, d), ``block_counts`` and ``block_squares``
-    (blocks, k), weighted, float64; and ``row_squares`` (n,), each row's squared distance to it (not
-    set for rows left out).
+    ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``squares_from`` (a
+    point; needs ``with_sums``), each result also holds ``squares`` (k,), each cluster's weighted sum of
+    squared distances to it, and ``row_squares`` (n,), each row's (not set for rows left out).
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
@@ -647,7 +641,6 @@ def assign_sets(
     inertia, n_bad, first_bad = np.zeros(n_sets), np.zeros(n_sets, np.int64), np.zeros(n_sets, np.int64)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
-    sum_block = np.array([sum_block_rows(len(c), d) for c in center_sets], dtype=np.int64)
     lower, column_starts = None, np.zeros(n_sets + 1, np.int64)
     columns, members, member_starts = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64)
     if bound_groups is not None:
@@ -658,20 +651,17 @@ def assign_sets(
         members = np.argsort(columns, kind="stable").astype(np.int64)  # each column's centres together
         member_starts = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=column_starts[-1]))])
         lower = np.empty((n, column_starts[-1]))
-    out_sums = out_counts = out_squares = row_squares = None
-    if block_origin is not None:
-        row_squares = np.empty(n)  # rows left out are never read
-        n_blocks = -(-n // int(sum_block.min())) if n else 0
-        out_sums, out_counts, out_squares = np.zeros((n_blocks, k, d)), np.zeros((n_blocks, k)), np.zeros(
-            (n_blocks, k))
-        block_origin = np.ascontiguousarray(block_origin, dtype=np.float64)
+    squares = row_squares = None
+    if squares_from is not None:
+        squares, row_squares = np.zeros(k), np.empty(n)  # rows left out are never read
+        squares_from = np.ascontiguousarray(squares_from, dtype=np.float64)
     selected = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
-        sq_dist, sums, counts, inertia, n_bad, first_bad, sum_block, columns, members,
+        sq_dist, sums, counts, inertia, n_bad, first_bad, columns, members,
         member_starts.astype(np.int64), column_starts, lower,
-        bound_slack(d), selected, out_sums, out_counts, out_squares, block_origin, row_squares,
+        bound_slack(d), selected, squares, squares_from, row_squares,
     )
     results = []
     for g in range(n_sets):
@@ -687,11 +677,8 @@ def assign_sets(
             out["sums"], out["counts"] = sums[lo:hi], counts[lo:hi]
         if lower is not None:
             out["lower"] = lower[:, column_starts[g] : column_starts[g + 1]]
-        if out_sums is not None:
-            lo, hi, n_blocks = group_starts[g], group_starts[g + 1], -(-n // int(sum_block[g])) if n else 0
-            out["block_sums"] = out_sums[:n_blocks, lo:hi]
-            out["block_counts"] = out_counts[:n_blocks, lo:hi]
-            out["block_squares"] = out_squares[:n_blocks, lo:hi]
+        if squares is not None:
+            out["squares"] = squares[group_starts[g] : group_starts[g + 1]]
             out["row_squares"] = row_squares
         results.append(out)
     return results
@@ -997,14 +984,13 @@ def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np
     return centers, n_relocated
 
 
-def block_totals(block_sums: np.ndarray, block_counts: np.ndarray, block_squares: np.ndarray,
-                 centers: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """A chunk's sums and counts from its blocks (bit for bit the kernel's), and its inertia for
-    ``centers`` from the clusters' sums of squared distances to ``origin``:
+def inertia_from_squares(sums: np.ndarray, counts: np.ndarray, squares: np.ndarray, centers: np.ndarray,
+                         origin: np.ndarray) -> float:
+    """The weighted inertia of rows for ``centers`` from each cluster's weighted sum of rows ``S_j``,
+    weight ``W_j`` and sum of squared distances to ``origin`` ``Q_j``:
     ``sum_j Q_j - 2 (c_j - o).(S_j - W_j o) + W_j ||c_j - o||^2`` (relative error about
-    ``eps * spread / cluster width``: the origin is near the chunk's rows)."""
-    sums, counts, squares = _add_blocks(block_sums, block_counts, block_squares)
+    ``eps * spread / cluster width``: the origin is near the rows)."""
     moved = centers - origin
     shifted_sums = sums - counts[:, None] * origin
     per_cluster = squares - 2.0 * np.einsum("ij,ij->i", moved, shifted_sums) + counts * (moved**2).sum(axis=1)
-    return sums, counts, float(np.maximum(per_cluster, 0.0).sum())
+    return float(np.maximum(per_cluster, 0.0).sum())
