@@ -209,7 +209,7 @@ def _exact_nearest(x, centers, dist, centres_first, r, center_sq, lo, hi, neares
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
                    inertia, n_bad, first_bad, bound_columns, members, member_starts, column_starts,
-                   lower, slack, selected, squares, square_origin, row_squares):
+                   lower, slack, selected, squares, square_origin):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
 
@@ -225,8 +225,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
 
     Sums and counts are added up a block of ``_SUM_BLOCK_ROWS`` rows at a time, each block's from zero in
     row order, and the blocks in order. With ``squares``, also each cluster's weighted sum of squared
-    distances to ``square_origin`` (each row's, unweighted, in ``row_squares``), from which the bounded
-    passes compute their inertia.
+    distances to ``square_origin``, from which the bounded passes compute their inertia.
 
     With ``selected``, only those rows of ``X`` (row ``i`` of the outputs is ``X[selected[i]]``): the
     bounded passes' rows whose bounds failed, gathered a GEMM block at a time (no sums then).
@@ -369,9 +368,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
                     if squares is not None:
-                        q = _exact_sq_distance(x, square_origin)
-                        row_squares[x_i] = q
-                        block_squares[label] += w * q
+                        block_squares[label] += w * _exact_sq_distance(x, square_origin)
     if with_sums and n > 0:
         for g in range(n_groups):
             _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, group_starts[g],
@@ -472,10 +469,11 @@ def _pairwise_kernel(X, centers, operand, center_sq, origin, rounding, rtol, row
 
 
 @compiled()
-def move_rows(X, weights, rows, old_labels, labels, row_squares, sums, counts, squares, members, drift):
+def move_rows(X, weights, rows, old_labels, labels, origin, sums, counts, squares, members, drift):
     """Move the contributions of ``rows``, whose label changed from ``old_labels`` (-1: none) to their
-    ``labels`` now, between their clusters' weighted sums, counts, sums of ``row_squares`` and member
-    counts: the bounded passes' sums, in time proportional to the rows that changed.
+    ``labels`` now, between their clusters' weighted sums, counts, sums of squared distances to
+    ``origin`` and member counts: the bounded passes' sums, in time proportional to the rows that
+    changed.
 
     Rows of zero weight are no members and move nothing. A cluster left without members gets exact
     zeros (its float sums would keep rounding residue). Each addition rounds by at most ``eps / 2`` of
@@ -489,6 +487,7 @@ def move_rows(X, weights, rows, old_labels, labels, row_squares, sums, counts, s
         w = 1.0 if weights is None else weights[i]
         if w == 0.0:  # no member: Lloyd's count of a cluster of weightless rows is exactly zero
             continue
+        q = _exact_sq_distance(X[i], origin)
         for a, sign in ((old_labels[m], -1.0), (labels[i], 1.0)):
             if a < 0:
                 continue
@@ -502,7 +501,7 @@ def move_rows(X, weights, rows, old_labels, labels, row_squares, sums, counts, s
                 continue
             signed = sign * w
             counts[a] += signed
-            squares[a] += signed * row_squares[i]
+            squares[a] += signed * q
             row_sums = sums[a]
             for f in range(d):
                 row_sums[f] += signed * np.float64(X[i, f])
@@ -510,9 +509,10 @@ def move_rows(X, weights, rows, old_labels, labels, row_squares, sums, counts, s
 
 
 @compiled()
-def cluster_sums(X, weights, labels, row_squares, n_clusters):
-    """Each cluster's weighted sum of rows, weight, sum of ``row_squares`` and number of members (rows
-    of positive weight), from the labels (-1: left out): a bounded pass's statistics computed afresh."""
+def cluster_sums(X, weights, labels, origin, n_clusters):
+    """Each cluster's weighted sum of rows, weight, sum of squared distances to ``origin`` and number of
+    members (rows of positive weight), from the labels (-1: left out): a bounded pass's statistics
+    computed afresh."""
     d = X.shape[1]
     sums = np.zeros((n_clusters, d))
     counts = np.zeros(n_clusters)
@@ -525,7 +525,7 @@ def cluster_sums(X, weights, labels, row_squares, n_clusters):
             continue
         members[a] += 1
         counts[a] += w
-        squares[a] += w * row_squares[i]
+        squares[a] += w * _exact_sq_distance(X[i], origin)
         row_sums = sums[a]
         for f in range(d):
             row_sums[f] += w * np.float64(X[i, f])
@@ -611,7 +611,7 @@ def assign_sets(
     (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes. With
     ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``squares_from`` (a
     point; needs ``with_sums``), each result also holds ``squares`` (k,), each cluster's weighted sum of
-    squared distances to it, and ``row_squares`` (n,), each row's (not set for rows left out).
+    squared distances to it.
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
@@ -651,9 +651,9 @@ def assign_sets(
         members = np.argsort(columns, kind="stable").astype(np.int64)  # each column's centres together
         member_starts = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=column_starts[-1]))])
         lower = np.empty((n, column_starts[-1]))
-    squares = row_squares = None
+    squares = None
     if squares_from is not None:
-        squares, row_squares = np.zeros(k), np.empty(n)  # rows left out are never read
+        squares = np.zeros(k)
         squares_from = np.ascontiguousarray(squares_from, dtype=np.float64)
     selected = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     _assign_kernel(
@@ -661,7 +661,7 @@ def assign_sets(
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
         sq_dist, sums, counts, inertia, n_bad, first_bad, columns, members,
         member_starts.astype(np.int64), column_starts, lower,
-        bound_slack(d), selected, squares, squares_from, row_squares,
+        bound_slack(d), selected, squares, squares_from,
     )
     results = []
     for g in range(n_sets):
@@ -679,7 +679,6 @@ def assign_sets(
             out["lower"] = lower[:, column_starts[g] : column_starts[g + 1]]
         if squares is not None:
             out["squares"] = squares[group_starts[g] : group_starts[g + 1]]
-            out["row_squares"] = row_squares
         results.append(out)
     return results
 

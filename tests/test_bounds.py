@@ -198,10 +198,10 @@ def test_sums_moved_with_the_rows_equal_sums_computed_afresh():
     X = rng.standard_normal((n, d)) + 100.0
     w = rng.uniform(0.0, 2.0, n)
     w[rng.choice(n, 200, replace=False)] = 0.0
-    row_squares = rng.uniform(0.0, 4.0, n)
+    origin = X[:20].mean(axis=0)
     labels = rng.integers(0, k, n).astype(np.int32)
     labels[:30] = -1  # rows left out never join
-    sums, counts, squares, members = cluster_sums(X, w, labels, row_squares, k)
+    sums, counts, squares, members = cluster_sums(X, w, labels, origin, k)
     drift = np.zeros(k)
     for step in range(30):
         rows = rng.choice(np.arange(30, n), 150, replace=False)
@@ -212,8 +212,8 @@ def test_sums_moved_with_the_rows_equal_sums_computed_afresh():
         changed = new != labels[rows]
         rows, old = rows[changed].astype(np.int64), labels[rows[changed]].copy()
         labels[rows] = new[changed]
-        move_rows(X, w, rows, old, labels, row_squares, sums, counts, squares, members, drift)
-        afresh = cluster_sums(X, w, labels, row_squares, k)
+        move_rows(X, w, rows, old, labels, origin, sums, counts, squares, members, drift)
+        afresh = cluster_sums(X, w, labels, origin, k)
         np.testing.assert_array_equal(members, afresh[3])
         np.testing.assert_allclose(sums, afresh[0], rtol=1e-12, atol=1e-12 * np.abs(afresh[0]).max())
         np.testing.assert_allclose(counts, afresh[1], rtol=1e-12, atol=1e-12 * n)
