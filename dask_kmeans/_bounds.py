@@ -11,20 +11,20 @@ GEMM and all), which also gives their new bounds.
 
 The labels are Lloyd's: a row skips only when its label provably stays the label of the exact distances
 (ties to the lowest index: the test is strict, and bounds are widened by the rounding of the distances
-as computed). A chunk's sums and counts are Lloyd's in its first pass and then move with the rows that
-change cluster (:func:`move_rows`): time proportional to the changes, not to the chunk. They then
-differ from Lloyd's in the last bits; each cluster's possible rounding drift is tracked, and a chunk's
-sums are recomputed from its labels before it could reach ``DRIFT_LIMIT`` (about 1e-12 of the largest
-value). The inertia of an iteration comes from per-cluster weighted sums of squared distances to a
-point near the chunk (relative error about ``eps * spread / cluster width``), not from every row's
-distance.
+as computed, and rounded outward to float32 to be kept: 8 bytes a row with the label, not 20). A
+chunk's sums and counts are Lloyd's in its first pass and then move with the rows that change cluster
+(:func:`move_rows`): time proportional to the changes, not to the chunk. They then differ from Lloyd's
+in the last bits; each cluster's possible rounding drift is tracked, and a chunk's sums are recomputed
+from its labels before it could reach ``DRIFT_LIMIT`` of the largest value. The inertia of an
+iteration comes from per-cluster weighted sums of squared distances to a point near the chunk (relative
+error about ``eps * spread / cluster width``), not from every row's distance.
 
-The per-row state (labels and bounds) and the chunk's per-cluster sums stay
-in the memory of the process that ran the chunk's task, keyed by the fit, the centre set and the chunk,
-and tagged with the pass it belongs to. A task that finds no state of the previous pass (first pass, a
-worker that died or restarted, a task that ran elsewhere) computes its chunk in full: lost state costs
-a recomputation of that chunk, never a different label. :func:`drop_states` frees a fit's state on
-every worker when the fit ends.
+The per-row state (labels and bounds) and the chunk's per-cluster sums stay in the memory of the process
+that ran the chunk's task, keyed by the fit, the centre set and the chunk, and tagged with the pass it
+belongs to. A task that finds no state of the previous pass (first pass, a worker that died or
+restarted, a task that ran elsewhere) computes its chunk in full: lost state costs a recomputation of
+that chunk, never a different label. :func:`drop_states` frees a fit's state on every worker when the
+fit ends.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ from ._kernels import (
     feature_moments,
     inertia_from_squares,
     lloyd_partials_sets,
+    lower_bound32,
     move_rows,
     nearest_center,
     pairwise_sq_distances,
+    upper_bound32,
     usable_rows,
 )
 from ._scheduler import current_client, dask_threads_in_this_process, memory_for_data
@@ -145,12 +147,12 @@ class ChunkState:
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
-    """Memory a row's state takes (label, upper bound, lower bound(s); the per-cluster sums are a
+    """Memory a row's state takes (label, float32 upper and lower bound(s); the per-cluster sums are a
     chunk's, not a row's)."""
     if algorithm == "lloyd":
         return 0.0
     n_groups = max(1, n_clusters // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
-    return 4 + 8 + 8 * n_groups
+    return 4 + 4 + 4 * n_groups
 
 
 # Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
@@ -305,10 +307,8 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
 
 def _new_state(X, w, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
     n, d = X.shape
-    # The kernel's arrays become the state in place: new arrays of a few bytes a row cost their page
-    # faults (a fresh pass of 5M rows allocates about 150 MB).
-    upper = np.sqrt(result["sq_dist"], out=result["sq_dist"])
-    upper *= 1.0 + bound_slack(d)
+    upper = np.empty(n, dtype=np.float32)
+    _upper_bounds(result["sq_dist"], bound_slack(d), upper)
     labels = result["labels"]
     weighted = labels if w is None else labels[np.asarray(w) > 0]
     members = np.bincount(weighted[weighted >= 0], minlength=len(result["counts"])).astype(np.int64)
@@ -412,28 +412,35 @@ def _filter_rows(labels, upper, lower, moved, groups, group_moved, own_drift, ha
         for i in range(n):
             a = labels[i]
             c = max(a, 0)
-            u = (upper[i] + moved[c]) * grow
-            upper[i] = u
-            value = (lower[i, 0] - own_drift[c]) * shrink
-            lower[i, 0] = value
+            u = (np.float64(upper[i]) + moved[c]) * grow
+            upper[i] = upper_bound32(u)
+            value = (np.float64(lower[i, 0]) - own_drift[c]) * shrink
+            lower[i, 0] = lower_bound32(value)
             failing[n_failing] = i
             n_failing += (a >= 0) & (u >= max(value, half_gap[c]))
     else:
         for i in range(n):
             a = labels[i]
             c = max(a, 0)
-            u = (upper[i] + moved[c]) * grow
-            upper[i] = u
+            u = (np.float64(upper[i]) + moved[c]) * grow
+            upper[i] = upper_bound32(u)
             own = groups[c]
             smallest = np.inf
             for g in range(t):
                 drift = own_drift[c] if g == own else group_moved[g]
-                value = (lower[i, g] - drift) * shrink
-                lower[i, g] = value
+                value = (np.float64(lower[i, g]) - drift) * shrink
+                lower[i, g] = lower_bound32(value)
                 smallest = min(smallest, value)
             failing[n_failing] = i
             n_failing += (a >= 0) & (u >= max(smallest, half_gap[c]))
     return n_failing
+
+
+@compiled()
+def _upper_bounds(sq_dist, slack, upper):
+    """Each row's upper bound from its exact squared distance, in float32 (:func:`upper_bound32`)."""
+    for i in range(sq_dist.shape[0]):
+        upper[i] = upper_bound32(np.sqrt(sq_dist[i]) * (1.0 + slack))
 
 
 @compiled()
@@ -448,7 +455,7 @@ def _store_rows(rows, labels, sq_dist, lower, slack, all_labels, upper, all_lowe
             rows[n_changed] = i
             n_changed += 1
             all_labels[i] = labels[m]
-        upper[i] = np.sqrt(sq_dist[m]) * (1.0 + slack)
+        upper[i] = upper_bound32(np.sqrt(sq_dist[m]) * (1.0 + slack))
         for g in range(lower.shape[1]):
             all_lower[i, g] = lower[m, g]
     return n_changed

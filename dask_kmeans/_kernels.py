@@ -117,6 +117,33 @@ def compiled(**options):
     return decorate
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_NORMAL = 1e-37  # above float32's smallest normal (1.2e-38): relative rounding holds from here
+
+
+@compiled(inline="always")
+def lower_bound32(value):
+    """A lower bound on a distance, to be stored as float32 and still be one: shrunk by 2^-22 (float32
+    rounds to nearest, by at most 2^-24 relative), 0 where it is tiny or NaN, float32's largest where
+    only float64 holds it (infinity stays: no other centre)."""
+    if not value > _FLOAT32_NORMAL:
+        return 0.0
+    if value > _FLOAT32_MAX:
+        return value if value == np.inf else _FLOAT32_MAX
+    return value * (1.0 - 2.0**-22)
+
+
+@compiled(inline="always")
+def upper_bound32(value):
+    """An upper bound on a distance, to be stored as float32 and still be one (see
+    :func:`lower_bound32`): grown by 2^-22, infinity beyond float32 (or NaN)."""
+    if not value <= _FLOAT32_MAX:
+        return np.inf
+    if value < _FLOAT32_NORMAL:
+        return 2.0 * _FLOAT32_NORMAL
+    return value * (1.0 + 2.0**-22)
+
+
 @compiled(fastmath={"reassoc", "contract"})
 def _exact_sq_distance(x, c):
     """``||x - c||^2`` from differences, in float64.
@@ -235,8 +262,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     holds centres ``members[member_starts[col]:member_starts[col + 1]]`` (group ``g`` owns columns
     ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the exact
     distance (not squared) from row ``i`` to every centre of that column but its own, shrunk by
-    ``slack``. One column is Hamerly's bound, from the two nearest; several are Yinyang's, from a sweep
-    of the block per column.
+    ``slack``, in float32 (:func:`lower_bound32`). One column is Hamerly's bound, from the two nearest;
+    several are Yinyang's, from a sweep of the block per column.
     """
     d = X.shape[1]
     n = X.shape[0] if selected is None else selected.shape[0]
@@ -343,13 +370,13 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     elif column_hi - column_lo == 1:
                         # Hamerly's bound: the second nearest, within the GEMM's rounding.
                         gap = e + (np.float64(second[r]) - np.float64(nearest[r])) - 2.0 * bound
-                        lower[i, column_lo] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+                        lower[i, column_lo] = lower_bound32(np.sqrt(max(gap, 0.0)) * (1.0 - slack))
                     else:
                         for col in range(column_hi - column_lo):
                             own = group_best[col, r] == label
                             smallest = group_second[col, r] if own else group_min[col, r]
                             gap = e + (np.float64(smallest) - np.float64(nearest[r])) - 2.0 * bound
-                            lower[i, column_lo + col] = np.sqrt(max(gap, 0.0)) * (1.0 - slack)
+                            lower[i, column_lo + col] = lower_bound32(np.sqrt(max(gap, 0.0)) * (1.0 - slack))
                 if not (e <= too_large):
                     labels[g, i] = -1
                     sq_dist[g, i] = np.nan
@@ -402,7 +429,7 @@ def _exact_group_lower_bounds(x, lower_row, centers, label, members, member_star
             j = members[q]
             if j != label:
                 smallest = min(smallest, _exact_sq_distance(x, centers[j]))
-        lower_row[col] = np.sqrt(smallest) * (1.0 - slack)
+        lower_row[col] = lower_bound32(np.sqrt(smallest) * (1.0 - slack))
 
 
 @compiled(inline="always")
@@ -607,7 +634,7 @@ def assign_sets(
     exact distances, so each result equals ``assign(X, center_sets[i], ...)``.
 
     With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds ``lower``
-    (n, t): per group, a lower bound on the row's distance to the group's centres other than its own
+    (n, t), float32: per group, a lower bound on the row's distance to the group's centres other than its own
     (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes. With
     ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``squares_from`` (a
     point; needs ``with_sums``), each result also holds ``squares`` (k,), each cluster's weighted sum of
@@ -650,7 +677,7 @@ def assign_sets(
             [np.asarray(groups, np.int64) + start for groups, start in zip(bound_groups, column_starts)])
         members = np.argsort(columns, kind="stable").astype(np.int64)  # each column's centres together
         member_starts = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=column_starts[-1]))])
-        lower = np.empty((n, column_starts[-1]))
+        lower = np.empty((n, column_starts[-1]), dtype=np.float32)  # rounded down: see lower_bound32
     squares = None
     if squares_from is not None:
         squares = np.zeros(k)

@@ -19,6 +19,7 @@ from dask_kmeans._bounds import (
     _STATES,
     _filter_rows,
     _new_state,
+    _store_rows,
     bound_groups,
     bounds_still_pay,
     choose_algorithm,
@@ -278,9 +279,9 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
         np.testing.assert_array_equal(state.labels[kept], truth[kept])
         # What a pass does with the rows that failed: the kernel's labels and bounds.
         again = assign_sets(X, [centers], rows=failing[:n_failing], bound_groups=[groups])[0]
-        state.labels[failing[:n_failing]] = again["labels"]
-        state.upper[failing[:n_failing]] = np.sqrt(again["sq_dist"]) * (1 + bound_slack(n_features))
-        state.lower[failing[:n_failing]] = again["lower"]
+        _store_rows(failing[:n_failing], again["labels"], again["sq_dist"], again["lower"],
+                    bound_slack(n_features), state.labels, state.upper, state.lower,
+                    np.empty(n_failing, dtype=np.int32))
         np.testing.assert_array_equal(state.labels, truth)
 
 
