@@ -222,10 +222,10 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
         origin = _origin(X)
         results = assign_sets(X, [plans[s].centers for s in fresh], w, with_sums=True,
                               row_offset=chunk.row_offset, bound_groups=[plans[s].groups for s in fresh],
-                              squares_from=origin)
+                              cluster_inertia=True)
         seconds = (time.perf_counter() - started) / len(fresh)
         for s, result in zip(fresh, results):
-            states[s] = _new_state(X, w, result, origin, seconds)
+            states[s] = _new_state(X, w, result, plans[s].centers, origin, seconds)
     partials = [None if state is None else _keep(state, p, (token, p.run, chunk.index), this_pass)
                 for state, p in zip(states, plans)]
     if plain:
@@ -263,15 +263,16 @@ def _compile_once(X, w, p: BoundsPlan) -> None:
         return
     d = few.shape[1]
     origin = _origin(few)
-    state = _new_state(few, w_few, assign_sets(few, [p.centers], w_few, with_sums=True,
-                                               bound_groups=[p.groups], squares_from=origin)[0], origin, 0.0)
+    first = assign_sets(few, [p.centers], w_few, with_sums=True, bound_groups=[p.groups],
+                        cluster_inertia=True)[0]
+    state = _new_state(few, w_few, first, p.centers, origin, 0.0)
     rows = np.arange(len(few), dtype=np.int64)
     _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved, p.own_drift,
                  p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
     again = assign_sets(few, [p.centers], w_few, rows=rows, bound_groups=[p.groups])[0]
     old_labels = np.empty(len(few), dtype=np.int32)
-    n_changed = _store_rows(rows, again["labels"], again["sq_dist"], again["lower"], bound_slack(d),
-                            state.labels, state.upper, state.lower, old_labels)
+    n_changed = _store_rows(rows, again["labels"], again["upper"], again["lower"], state.labels, state.upper,
+                            state.lower, old_labels)
     move_rows(few, _weights(w_few), rows[:n_changed], old_labels[:n_changed], state.labels, origin,
               state.sums, state.counts, state.squares, state.members, state.drift)
     cluster_sums(few, _weights(w_few), state.labels, origin, len(p.centers))
@@ -305,19 +306,21 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
     return partials
 
 
-def _new_state(X, w, result: dict, origin: np.ndarray, seconds: float) -> ChunkState:
-    n, d = X.shape
-    upper = np.empty(n, dtype=np.float32)
-    _upper_bounds(result["sq_dist"], bound_slack(d), upper)
-    labels = result["labels"]
+def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray, seconds: float) -> ChunkState:
+    labels, sums, counts = result["labels"], result["sums"], result["counts"]
     weighted = labels if w is None else labels[np.asarray(w) > 0]
-    members = np.bincount(weighted[weighted >= 0], minlength=len(result["counts"])).astype(np.int64)
+    members = np.bincount(weighted[weighted >= 0], minlength=len(counts)).astype(np.int64)
+    # Each cluster's sum of squared distances to the origin from those to its centre (computed anyway):
+    # sum w ||x - o||^2 = sum w ||x - c||^2 + 2 (c - o).(S - W c) + W ||c - o||^2.
+    moved = centers - origin
+    from_centers = sums - counts[:, None] * centers
+    squares = (result["cluster_inertia"] + 2.0 * np.einsum("ij,ij->i", moved, from_centers)
+               + counts * np.einsum("ij,ij->i", moved, moved))
     return ChunkState(
-        version=-1, labels=labels, upper=upper, lower=np.ascontiguousarray(result["lower"]),
-        origin=origin, sums=np.array(result["sums"]),
-        counts=np.array(result["counts"]), squares=np.array(result["squares"]), members=members,
+        version=-1, labels=labels, upper=result["upper"], lower=np.ascontiguousarray(result["lower"]),
+        origin=origin, sums=np.array(sums), counts=np.array(counts), squares=squares, members=members,
         drift=np.zeros(len(members)), non_finite=result["non_finite"],
-        n_computed=n - result["non_finite"]["count"], seconds=seconds,
+        n_computed=len(labels) - result["non_finite"]["count"], seconds=seconds,
     )
 
 
@@ -341,8 +344,8 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
         if result["non_finite"]["count"]:
             return False
         old_labels = np.empty(n_failing, dtype=np.int32)
-        n_changed = _store_rows(failing, result["labels"], result["sq_dist"], result["lower"], bound_slack(d),
-                                state.labels, state.upper, state.lower, old_labels)
+        n_changed = _store_rows(failing, result["labels"], result["upper"], result["lower"], state.labels,
+                                state.upper, state.lower, old_labels)
         if n_changed:
             move_rows(X, _weights(w), failing[:n_changed], old_labels[:n_changed], state.labels,
                       state.origin, state.sums, state.counts, state.squares, state.members, state.drift)
@@ -437,14 +440,7 @@ def _filter_rows(labels, upper, lower, moved, groups, group_moved, own_drift, ha
 
 
 @compiled()
-def _upper_bounds(sq_dist, slack, upper):
-    """Each row's upper bound from its exact squared distance, in float32 (:func:`upper_bound32`)."""
-    for i in range(sq_dist.shape[0]):
-        upper[i] = upper_bound32(np.sqrt(sq_dist[i]) * (1.0 + slack))
-
-
-@compiled()
-def _store_rows(rows, labels, sq_dist, lower, slack, all_labels, upper, all_lower, old_labels):
+def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, old_labels):
     """Write the reassigned rows' labels and bounds into the chunk's; the rows whose label changed are
     moved to the front of ``rows`` (their old labels in ``old_labels``). Returns how many changed."""
     n_changed = 0
@@ -455,7 +451,7 @@ def _store_rows(rows, labels, sq_dist, lower, slack, all_labels, upper, all_lowe
             rows[n_changed] = i
             n_changed += 1
             all_labels[i] = labels[m]
-        upper[i] = upper_bound32(np.sqrt(sq_dist[m]) * (1.0 + slack))
+        all_upper[i] = upper[m]
         for g in range(lower.shape[1]):
             all_lower[i, g] = lower[m, g]
     return n_changed

@@ -236,7 +236,7 @@ def _exact_nearest(x, centers, dist, centres_first, r, center_sq, lo, hi, neares
 def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_norm, origin, rounding,
                    too_large, rows_per_block, centres_first, group_starts, labels, sq_dist, sums, counts,
                    inertia, n_bad, first_bad, bound_columns, members, member_starts, column_starts,
-                   lower, slack, selected, squares, square_origin):
+                   lower, slack, selected, cluster_inertia, upper):
     """Labels and exact squared distances of every row of ``X`` for each group of centres; optionally
     weighted sums and counts.
 
@@ -251,8 +251,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     the weighted ``inertia``, the number ``n_bad`` of such rows and the index ``first_bad`` of the first.
 
     Sums and counts are added up a block of ``_SUM_BLOCK_ROWS`` rows at a time, each block's from zero in
-    row order, and the blocks in order. With ``squares``, also each cluster's weighted sum of squared
-    distances to ``square_origin``, from which the bounded passes compute their inertia.
+    row order, and the blocks in order. With ``cluster_inertia``, also each cluster's weighted sum of
+    squared distances.
 
     With ``selected``, only those rows of ``X`` (row ``i`` of the outputs is ``X[selected[i]]``): the
     bounded passes' rows whose bounds failed, gathered a GEMM block at a time (no sums then).
@@ -263,7 +263,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     ``column_starts[g]`` to ``column_starts[g + 1]``), and ``lower[i, col]`` is at most the exact
     distance (not squared) from row ``i`` to every centre of that column but its own, shrunk by
     ``slack``, in float32 (:func:`lower_bound32`). One column is Hamerly's bound, from the two nearest;
-    several are Yinyang's, from a sweep of the block per column.
+    several are Yinyang's, from a sweep of the block per column. ``upper[g, i]`` is then the row's
+    distance grown by ``slack``, in float32 (:func:`upper_bound32`).
     """
     d = X.shape[1]
     n = X.shape[0] if selected is None else selected.shape[0]
@@ -290,7 +291,6 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     with_sums = sums is not None
     block_sums = np.zeros((k if with_sums else 0, d))
     block_counts = np.zeros(k if with_sums else 0)
-    block_squares = np.zeros(k if squares is not None else 0)
     max_center_sq = np.zeros(n_groups)
     for g in range(n_groups):
         for j in range(group_starts[g], group_starts[g + 1]):
@@ -352,7 +352,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                 i = start + r
                 x_i = i if selected is None else selected[i]
                 if with_sums and i > 0 and i % _SUM_BLOCK_ROWS == 0:
-                    _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, lo, hi)
+                    _flush_block(block_sums, block_counts, sums, counts, lo, hi)
                 label = best[r]
                 e = _exact_sq_distance(X[x_i], centers[label])
                 # ||x - origin||^2 <= 2 ||x - c||^2 + 2 ||c - origin||^2 bounds the GEMM's rounding error.
@@ -364,6 +364,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     label, e = _exact_nearest(X[x_i], centers, dist, centres_first, r, center_sq, lo, hi,
                                               np.float64(nearest[r]), 2.0 * bound)
                 if lower is not None:
+                    upper[g, i] = upper_bound32(np.sqrt(e) * (1.0 + slack))
                     if decided_exactly:
                         _exact_group_lower_bounds(X[x_i], lower[i], centers, label, members, member_starts,
                                                   column_lo, column_hi, slack)
@@ -388,30 +389,26 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                 sq_dist[g, i] = e
                 w = 1.0 if weights is None else np.float64(weights[x_i])
                 inertia[g] += w * e
+                if cluster_inertia is not None:
+                    cluster_inertia[label] += w * e
                 if with_sums:
                     block_counts[label] += w
                     row_sums = block_sums[label]
                     x = X[x_i]
                     for f in range(d):
                         row_sums[f] += w * np.float64(x[f])
-                    if squares is not None:
-                        block_squares[label] += w * _exact_sq_distance(x, square_origin)
     if with_sums and n > 0:
         for g in range(n_groups):
-            _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, group_starts[g],
-                         group_starts[g + 1])
+            _flush_block(block_sums, block_counts, sums, counts, group_starts[g], group_starts[g + 1])
 
 
 @compiled(inline="always")
-def _flush_block(block_sums, block_counts, block_squares, sums, counts, squares, lo, hi):
-    """Add a block's sums, counts (and squares) of centres ``lo`` to ``hi`` to the totals, and zero them
-    for the next block."""
+def _flush_block(block_sums, block_counts, sums, counts, lo, hi):
+    """Add a block's sums and counts of centres ``lo`` to ``hi`` to the totals, and zero them for the
+    next block."""
     for j in range(lo, hi):
         counts[j] += block_counts[j]
         block_counts[j] = 0.0
-        if squares is not None:
-            squares[j] += block_squares[j]
-            block_squares[j] = 0.0
         for f in range(block_sums.shape[1]):
             sums[j, f] += block_sums[j, f]
             block_sums[j, f] = 0.0
@@ -625,7 +622,7 @@ def assign_sets(
     float32_from: np.ndarray | None = None,
     bound_groups: list[np.ndarray] | None = None,
     rows: np.ndarray | None = None,
-    squares_from: np.ndarray | None = None,
+    cluster_inertia: bool = False,
 ) -> list[dict]:
     """:func:`assign` for several centre sets at once: one GEMM per block of rows serves them all.
 
@@ -633,12 +630,12 @@ def assign_sets(
     (ten sets of 16 centres: 2.7x); each set's labels, distances and sums are still those of its own
     exact distances, so each result equals ``assign(X, center_sets[i], ...)``.
 
-    With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds ``lower``
-    (n, t), float32: per group, a lower bound on the row's distance to the group's centres other than its own
-    (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), for the bounded passes. With
-    ``rows`` (indices into ``X``), only those rows are assigned, in that order. With ``squares_from`` (a
-    point; needs ``with_sums``), each result also holds ``squares`` (k,), each cluster's weighted sum of
-    squared distances to it.
+    With ``bound_groups`` (per set, each centre's group, 0 to t - 1), each result also holds, for the
+    bounded passes, ``lower`` (n, t): per group, a lower bound on the row's distance to the group's
+    centres other than its own (Hamerly's bound when t = 1, Yinyang's group bounds otherwise), and
+    ``upper`` (n,): an upper bound on its distance to its own, both float32. With ``rows`` (indices
+    into ``X``), only those rows are assigned, in that order. With ``cluster_inertia``, each result
+    also holds ``cluster_inertia`` (k,), each cluster's weighted sum of squared distances.
     """
     X = np.ascontiguousarray(X)
     centers = np.ascontiguousarray(np.concatenate(center_sets), dtype=np.float64)
@@ -668,7 +665,7 @@ def assign_sets(
     inertia, n_bad, first_bad = np.zeros(n_sets), np.zeros(n_sets, np.int64), np.zeros(n_sets, np.int64)
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     gemm_rows = np.empty((0, d), dtype=gemm_dtype) if shift else X
-    lower, column_starts = None, np.zeros(n_sets + 1, np.int64)
+    lower, upper, column_starts = None, None, np.zeros(n_sets + 1, np.int64)
     columns, members, member_starts = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64)
     if bound_groups is not None:
         widths = [int(groups.max()) + 1 for groups in bound_groups]
@@ -678,17 +675,15 @@ def assign_sets(
         members = np.argsort(columns, kind="stable").astype(np.int64)  # each column's centres together
         member_starts = np.concatenate([[0], np.cumsum(np.bincount(columns, minlength=column_starts[-1]))])
         lower = np.empty((n, column_starts[-1]), dtype=np.float32)  # rounded down: see lower_bound32
-    squares = None
-    if squares_from is not None:
-        squares = np.zeros(k)
-        squares_from = np.ascontiguousarray(squares_from, dtype=np.float64)
+        upper = np.empty((n_sets, n), dtype=np.float32)
+    per_cluster = np.zeros(k) if cluster_inertia else None
     selected = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     _assign_kernel(
         X, gemm_rows, w, centers, operand, center_sq, center_norm, origin, _rounding_factor(d, gemm_dtype),
         _largest_square(X.dtype), block_rows(k, gemm_dtype.itemsize), centres_first, group_starts, labels,
         sq_dist, sums, counts, inertia, n_bad, first_bad, columns, members,
         member_starts.astype(np.int64), column_starts, lower,
-        bound_slack(d), selected, squares, squares_from,
+        bound_slack(d), selected, per_cluster, upper,
     )
     results = []
     for g in range(n_sets):
@@ -704,8 +699,9 @@ def assign_sets(
             out["sums"], out["counts"] = sums[lo:hi], counts[lo:hi]
         if lower is not None:
             out["lower"] = lower[:, column_starts[g] : column_starts[g + 1]]
-        if squares is not None:
-            out["squares"] = squares[group_starts[g] : group_starts[g + 1]]
+            out["upper"] = upper[g]
+        if per_cluster is not None:
+            out["cluster_inertia"] = per_cluster[group_starts[g] : group_starts[g + 1]]
         results.append(out)
     return results
 

@@ -264,8 +264,8 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
         centers = X[rng.choice(n, n_clusters, replace=False)].astype(np.float64)
     groups = bound_groups(centers, algorithm)
     origin = X[:16].mean(axis=0, dtype=np.float64)
-    result = assign_sets(X, [centers], with_sums=True, bound_groups=[groups], squares_from=origin)[0]
-    state = _new_state(X, None, result, origin, 0.0)
+    result = assign_sets(X, [centers], with_sums=True, bound_groups=[groups], cluster_inertia=True)[0]
+    state = _new_state(X, None, result, centers, origin, 0.0)
     for _ in range(3):
         previous = centers
         step = rng.standard_normal(centers.shape) * move * rng.uniform(0, 1, (n_clusters, 1))
@@ -279,9 +279,8 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
         np.testing.assert_array_equal(state.labels[kept], truth[kept])
         # What a pass does with the rows that failed: the kernel's labels and bounds.
         again = assign_sets(X, [centers], rows=failing[:n_failing], bound_groups=[groups])[0]
-        _store_rows(failing[:n_failing], again["labels"], again["sq_dist"], again["lower"],
-                    bound_slack(n_features), state.labels, state.upper, state.lower,
-                    np.empty(n_failing, dtype=np.int32))
+        _store_rows(failing[:n_failing], again["labels"], again["upper"], again["lower"], state.labels,
+                    state.upper, state.lower, np.empty(n_failing, dtype=np.int32))
         np.testing.assert_array_equal(state.labels, truth)
 
 
