@@ -149,7 +149,7 @@ class _BoundedPasses:
                  for i in active]
         stats = _pass(data, bounded_chunk, active, sets, (plans, self.token, self.this_pass, need_moments))
         # The bounds never look for the farthest rows: a pass that leaves a cluster empty is redone as a
-        # Lloyd pass (the same sums and counts, bit for bit) to relocate it as Lloyd does.
+        # Lloyd pass to relocate it as Lloyd does.
         redo = [n for n, (p, part) in enumerate(zip(plans, stats))
                 if p.groups is not None and np.any(part.counts == 0)]
         if redo:

@@ -129,16 +129,18 @@ default="k-means||"
         initializers sample by cosine distance. Rows of zeros have no direction: they are refused, or left
         out under ``nan_policy="omit"``, like rows with NaN.
     algorithm : {"auto", "lloyd", "hamerly", "yinyang"}, default="auto"
-        How each iteration finds the rows' nearest centres; every choice gives the same centres, labels
-        and ``n_iter_`` bit for bit. "lloyd" computes every row's distances every pass. "hamerly" and
-        "yinyang" keep per-row triangle-inequality bounds beside each chunk, in the workers' memory, and
-        compute distances only for rows whose bounds cannot prove that they keep their centre: after the
-        first iterations a small share of the rows. Hamerly keeps one lower bound per row (28 bytes a
-        row, plus up to 16 for per-block sums); Yinyang one per group of about ten centres (``20 + 8 k /
-        10`` bytes, plus up to 16) and skips a few more rows, but costs more per row it reassigns.
-        "auto": Hamerly where its state fits in a quarter of the workers' memory, else Lloyd; and where
-        the bounds cost more than they save (data without clusters), a run goes back to Lloyd once
-        they have lost it about two Lloyd passes. The fit's log and ``algorithm_`` say which ran.
+        How each iteration finds the rows' nearest centres; every choice gives the same labels and
+        ``n_iter_``, and centres equal to rounding (the bounded ones move each chunk's sums with the rows
+        that change cluster, so their last bits may differ from Lloyd's). "lloyd" computes every row's
+        distances every pass. "hamerly" and "yinyang" keep per-row triangle-inequality bounds beside
+        each chunk, in the workers' memory, and compute distances only for rows whose bounds cannot
+        prove that they keep their centre: after the first iterations a small share of the rows.
+        Hamerly keeps one lower bound per row (12 bytes a row with the label and upper bound); Yinyang
+        one per group of about ten centres (``8 + 4 k / 10`` bytes) and skips a few more rows, but costs
+        more per row it reassigns. "auto": Hamerly where the data are in memory and its state fits
+        beside them in half the memory, else Lloyd; and where the bounds cost more than they save (data
+        without clusters), a run goes back to Lloyd once they have lost it about two Lloyd passes. The
+        fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------

@@ -68,18 +68,19 @@ def test_n_init_in_shared_passes_equals_separate_fits(blobs, init, n_clusters):
     shared.fit(da.from_array(blobs, chunks=(CHUNK, D)))
     best = int(np.argmin([f.inertia_ for f in fits]))  # ties: the lowest run index
     assert len({f.inertia_ for f in fits}) > 1, "the runs should differ for the choice to mean something"
-    # Bitwise (the issue asks rtol 1e-9): every set's labels come from its own exact distances, and its
-    # sums add up the same rows in the same order, however many sets share the GEMM.
-    np.testing.assert_array_equal(shared.cluster_centers_, fits[best].cluster_centers_)
-    assert shared.n_iter_ == fits[best].n_iter_
-    assert shared.inertia_ == fits[best].inertia_
+    # Every set's labels come from its own exact distances, however many sets share the GEMM. Its sums
+    # are Lloyd's (the same rows in the same order) or, in bounded passes, moved with the rows that
+    # change cluster; "auto" leaves bounds that do not pay at a pass that depends on timings, so the last
+    # bits may differ (the issue asks rtol 1e-9).
     np.testing.assert_array_equal(shared.labels_, fits[best].labels_)
-    got, expected = ([h["center_shift"] for h in f.history_] for f in (shared, fits[best]))
-    assert got == expected
-    # An iteration's inertia is from every row's distance (Lloyd) or from per-cluster sums (bounded
-    # passes, which "auto" leaves when they do not pay, at a time that depends on timings): to rounding.
-    got, expected = ([h["inertia"] for h in f.history_] for f in (shared, fits[best]))
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert shared.n_iter_ == fits[best].n_iter_
+    scale = np.abs(fits[best].cluster_centers_).max()
+    np.testing.assert_allclose(shared.cluster_centers_, fits[best].cluster_centers_, rtol=1e-12,
+                               atol=1e-12 * scale)
+    np.testing.assert_allclose(shared.inertia_, fits[best].inertia_, rtol=1e-12)
+    for key in ("center_shift", "inertia"):
+        got, expected = ([h[key] for h in f.history_] for f in (shared, fits[best]))
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
 def test_compute_labels_false_keeps_no_labels_and_the_same_centres(blobs):
