@@ -11,7 +11,7 @@ GEMM and all), which also gives their new bounds.
 
 The labels are Lloyd's: a row skips only when its label provably stays the label of the exact distances
 (ties to the lowest index: the test is strict, and bounds are widened by the rounding of the distances
-as computed, and rounded outward to float32 to be kept: 8 bytes a row with the label, not 20). A
+as computed, and rounded outward to float32 to be kept: Hamerly's two take 8 bytes a row, not 16). A
 chunk's sums and counts are Lloyd's in its first pass and then move with the rows that change cluster
 (:func:`move_rows`): time proportional to the changes, not to the chunk. They then differ from Lloyd's
 in the last bits; each cluster's possible rounding drift is tracked, and a chunk's sums are recomputed
