@@ -30,7 +30,6 @@ fit ends.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +142,6 @@ class ChunkState:
     drift: np.ndarray
     non_finite: dict
     n_computed: int = 0
-    seconds: float = 0.0
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
@@ -158,14 +156,20 @@ def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> flo
 # Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
 # back to Lloyd once its bounded passes have cost this many Lloyd passes more than Lloyd's would have.
 LOSS_BUDGET = 2.0
+# What a bounded pass costs, in Lloyd passes: a fixed share (the bound checks) and a share per row whose
+# distances it computes (gathered, they cost more than streamed). bench_bounds' data, 5M rows: 12% of the
+# rows computed ~0.31 (anisotropic, k=32), 36% ~0.70 (no clusters), 75% ~1.1, every row ~1.35. A model,
+# not a clock: whether a set keeps its bounds, and so its answer to the last bit, does not depend on
+# how busy the machine is.
+PASS_COST = (0.2, 1.15)
 
 
-def bounds_still_pay(loss: float, seconds: float, lloyd_seconds: float) -> tuple[float, bool]:
-    """The time a set's bounded passes have lost against Lloyd so far, with this pass's (its tasks'
-    ``seconds`` against ``lloyd_seconds``, those of the set's first pass, a Lloyd pass), and whether
-    the set should keep its bounds."""
-    loss += seconds - lloyd_seconds
-    return loss, loss <= LOSS_BUDGET * lloyd_seconds
+def bounds_still_pay(loss: float, share_computed: float) -> tuple[float, bool]:
+    """The Lloyd passes a set's bounded passes have lost against Lloyd so far, with this pass's (which
+    computed the distances of ``share_computed`` of the rows), and whether the set should keep its
+    bounds."""
+    loss += PASS_COST[0] + PASS_COST[1] * share_computed - 1.0
+    return loss, loss <= LOSS_BUDGET
 
 
 def choose_algorithm(requested: str, n_clusters: int, n_features: int, n_rows: int, n_sets: int,
@@ -204,13 +208,11 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
     ``farthest`` is left empty (the bounds never compute the farthest rows): the driver redoes a pass
     whose counts leave a cluster empty as a plain Lloyd pass, which relocates as Lloyd does. Sets
     whose plan has no groups get a plain Lloyd chunk (and their state is freed): every set's first
-    pass, which times Lloyd on the chunk, and sets whose bounds did not pay. ``seconds`` is the time
-    the chunk took per set, for the driver to tell whether the bounds pay.
+    pass, and sets whose bounds did not pay.
     """
     states, fresh, plain = [None] * len(plans), [], []
     for s, p in enumerate(plans):
         state = _take_state((token, p.run, chunk.index))
-        _compile_once(X, w, p)
         if p.groups is None:
             plain.append(s)
         elif _is_current(state, p) and _advance_state(X, w, p, state):
@@ -218,24 +220,19 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
         else:  # no state of the previous pass here (first pass, lost, ran elsewhere): afresh
             fresh.append(s)
     if fresh:
-        started = time.perf_counter()
         origin = _origin(X)
         results = assign_sets(X, [plans[s].centers for s in fresh], w, with_sums=True,
                               row_offset=chunk.row_offset, bound_groups=[plans[s].groups for s in fresh],
                               cluster_inertia=True)
-        seconds = (time.perf_counter() - started) / len(fresh)
         for s, result in zip(fresh, results):
-            states[s] = _new_state(X, w, result, plans[s].centers, origin, seconds)
+            states[s] = _new_state(X, w, result, plans[s].centers, origin)
     partials = [None if state is None else _keep(state, p, (token, p.run, chunk.index), this_pass)
                 for state, p in zip(states, plans)]
     if plain:
         centers = [plans[s].centers for s in plain]
-        started = time.perf_counter()
         results = lloyd_partials_sets(X, w, centers, row_offset=chunk.row_offset,
                                       n_farthest=[len(c) - 1 for c in centers])
-        seconds = (time.perf_counter() - started) / len(plain)
         for s, part in zip(plain, results):
-            part.seconds = seconds
             partials[s] = part
     if with_moments:  # the first pass; the data's moments are not part of the time Lloyd takes
         if partials[0].non_finite["count"] == 0:
@@ -244,39 +241,6 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
             labels = nearest_center(X, plans[0].centers)[0]
             partials[0].moments = feature_moments(X[labels >= 0])
     return partials
-
-
-_COMPILED: set = set()
-
-
-def _compile_once(X, w, p: BoundsPlan) -> None:
-    """Run every compiled step of a pass once on a few rows, the first time this process meets these
-    types, so that compiling (or loading numba's cache: seconds in a new process) is not timed as what
-    a pass costs: a plain Lloyd pass (the reference) or a bounded one."""
-    key = (X.dtype.str, w is None, None if p.groups is None else int(p.groups.max()) > 0)
-    if key in _COMPILED or len(X) < 2:
-        return
-    few, w_few = np.ascontiguousarray(X[:16]), None if w is None else w[:16]
-    if p.groups is None:
-        lloyd_partials_sets(few, w_few, [p.centers], n_farthest=[len(p.centers) - 1])
-        _COMPILED.add(key)
-        return
-    d = few.shape[1]
-    origin = _origin(few)
-    first = assign_sets(few, [p.centers], w_few, with_sums=True, bound_groups=[p.groups],
-                        cluster_inertia=True)[0]
-    state = _new_state(few, w_few, first, p.centers, origin, 0.0)
-    rows = np.arange(len(few), dtype=np.int64)
-    _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved, p.own_drift,
-                 p.half_gap, bound_slack(d), np.empty(len(few), dtype=np.int64))
-    again = assign_sets(few, [p.centers], w_few, rows=rows, bound_groups=[p.groups])[0]
-    old_labels = np.empty(len(few), dtype=np.int32)
-    n_changed = _store_rows(rows, again["labels"], again["upper"], again["lower"], state.labels, state.upper,
-                            state.lower, old_labels)
-    move_rows(few, _weights(w_few), rows[:n_changed], old_labels[:n_changed], state.labels, origin,
-              state.sums, state.counts, state.squares, state.members, state.drift)
-    cluster_sums(few, _weights(w_few), state.labels, origin, len(p.centers))
-    _COMPILED.add(key)
 
 
 def _is_current(state: ChunkState | None, p: BoundsPlan) -> bool:
@@ -306,7 +270,7 @@ def _keep(state: ChunkState, p: BoundsPlan, key, this_pass: int) -> LloydPartial
     return partials
 
 
-def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray, seconds: float) -> ChunkState:
+def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray) -> ChunkState:
     labels, sums, counts = result["labels"], result["sums"], result["counts"]
     weighted = labels if w is None else labels[np.asarray(w) > 0]
     members = np.bincount(weighted[weighted >= 0], minlength=len(counts)).astype(np.int64)
@@ -320,7 +284,7 @@ def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray, seco
         version=-1, labels=labels, upper=result["upper"], lower=np.ascontiguousarray(result["lower"]),
         origin=origin, sums=np.array(sums), counts=np.array(counts), squares=squares, members=members,
         drift=np.zeros(len(members)), non_finite=result["non_finite"],
-        n_computed=len(labels) - result["non_finite"]["count"], seconds=seconds,
+        n_computed=len(labels) - result["non_finite"]["count"],
     )
 
 
@@ -332,7 +296,6 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
     """Move the bounds to the plan's centres, reassign the rows whose bounds fail, refresh the blocks
     where labels changed. False when a row came out left out (its distance overflows): then the chunk
     is computed in full, as Lloyd would see it."""
-    started = time.perf_counter()
     n, d = X.shape
     failing = np.empty(n, dtype=np.int64)
     n_failing = _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved,
@@ -351,7 +314,6 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
                       state.origin, state.sums, state.counts, state.squares, state.members, state.drift)
             if np.any(state.drift * np.finfo(np.float64).eps > DRIFT_LIMIT * state.counts):
                 _recompute_sums(X, w, state)
-    state.seconds = time.perf_counter() - started
     return True
 
 
@@ -368,8 +330,7 @@ def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
              "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
     # Copies: the state's arrays move on in the next pass.
     return LloydPartials(sums=state.sums.copy(), counts=state.counts.copy(), inertia=inertia, farthest=empty,
-                         non_finite=dict(state.non_finite), n_computed=state.n_computed,
-                         seconds=state.seconds)
+                         non_finite=dict(state.non_finite), n_computed=state.n_computed)
 
 
 def drop_states(token: str) -> None:

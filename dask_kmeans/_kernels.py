@@ -789,7 +789,6 @@ class LloydPartials:
     non_finite: dict
     moments: dict | None = None
     n_computed: int = 0  # rows whose distances were computed (the bounded passes skip many)
-    seconds: float = 0.0  # the chunks' compute time, summed (for the bounded passes: do they pay?)
 
     @classmethod
     def combine(cls, parts: list[LloydPartials], n_farthest: int = 0) -> LloydPartials:
@@ -802,7 +801,6 @@ class LloydPartials:
             non_finite=combine_non_finite([p.non_finite for p in parts]),
             moments=None if parts[0].moments is None else combine_moments([p.moments for p in parts]),
             n_computed=sum(p.n_computed for p in parts),
-            seconds=sum(p.seconds for p in parts),
         )
 
 

@@ -134,14 +134,15 @@ def _pass(data: ChunkedRows, chunk_fn, active: list[int], sets: list[CenterSet],
 
 class _BoundedPasses:
     """The bounded passes of one :func:`advance` call, and what they keep from pass to pass: per set, its
-    bound groups (None: a plain Lloyd pass), its last pass's centres, the time of its first pass (a
-    Lloyd pass, timed) and the time its bounded passes have lost against that."""
+    bound groups (None: a plain Lloyd pass; none yet: its first pass, a Lloyd pass), its last pass's
+    centres and the Lloyd passes its bounded passes have lost against Lloyd (see
+    :func:`bounds_still_pay`)."""
 
     def __init__(self, config: LloydConfig):
         self.config = config
         self.token = uuid.uuid4().hex  # names this call's per-row state on the workers
         self.this_pass = 0
-        self.groups, self.previous, self.lloyd_seconds, self.losses = {}, {}, {}, {}
+        self.groups, self.previous, self.losses = {}, {}, {}
 
     def run(self, data: ChunkedRows, sets: list[CenterSet], active: list[int], need_moments: bool) -> list:
         """One pass for the active sets: their partials, as a Lloyd pass gives them."""
@@ -156,20 +157,19 @@ class _BoundedPasses:
             again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
                           ([sets[active[n]].centers for n in redo], False))
             for n, part in zip(redo, again):
-                stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments,
-                                   seconds=stats[n].seconds)
+                stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments)
         for i, p, part in zip(active, plans, stats):
             self.previous[i] = sets[i].centers
-            if i not in self.lloyd_seconds:  # its first pass: bounds from the next one on
-                self.lloyd_seconds[i] = part.seconds
+            if i not in self.groups:  # its first pass: bounds from the next one on
                 self.groups[i] = bound_groups(sets[i].centers, self.config.algorithm)
             elif p.groups is not None and self.config.fall_back:
-                self.losses[i], pay = bounds_still_pay(self.losses.get(i, 0.0), part.seconds,
-                                                       self.lloyd_seconds[i])
+                share = part.n_computed / max(1, data.n_samples)
+                self.losses[i], pay = bounds_still_pay(self.losses.get(i, 0.0), share)
                 if not pay:
                     self.groups[i] = None
-                    logger.info("%sBounds do not pay on these data (%.2fs lost against Lloyd): Lloyd from "
-                                "iteration %d on.", "" if len(sets) == 1 else f"Run {i}: ", self.losses[i],
+                    logger.info("%sBounds do not pay on these data (%.1f%% of the rows computed in the last "
+                                "iteration; about %.1f Lloyd passes lost): Lloyd from iteration %d on.",
+                                "" if len(sets) == 1 else f"Run {i}: ", 100 * share, self.losses[i],
                                 sets[i].n_iter + 2)
         self.this_pass += 1
         return stats

@@ -139,8 +139,9 @@ default="k-means||"
         one per group of about ten centres (``8 + 4 k / 10`` bytes) and skips a few more rows, but costs
         more per row it reassigns. "auto": Hamerly where the data are in memory and its state fits
         beside them in half the memory, else Lloyd; and where the bounds cost more than they save (data
-        without clusters), a run goes back to Lloyd once they have lost it about two Lloyd passes. The
-        fit's log and ``algorithm_`` say which ran.
+        without clusters), a run goes back to Lloyd once they have lost it about two Lloyd passes
+        (estimated from the rows each pass computed, not timed: the answer does not depend on the
+        machine's load). The fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------

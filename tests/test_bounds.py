@@ -265,7 +265,7 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
     groups = bound_groups(centers, algorithm)
     origin = X[:16].mean(axis=0, dtype=np.float64)
     result = assign_sets(X, [centers], with_sums=True, bound_groups=[groups], cluster_inertia=True)[0]
-    state = _new_state(X, None, result, centers, origin, 0.0)
+    state = _new_state(X, None, result, centers, origin)
     for _ in range(3):
         previous = centers
         step = rng.standard_normal(centers.shape) * move * rng.uniform(0, 1, (n_clusters, 1))
@@ -316,13 +316,35 @@ def test_runs_that_go_back_to_lloyd_mid_fit_end_the_same(monkeypatch, caplog):
 
 
 def test_bounds_that_lose_give_way_to_lloyd():
-    loss, keep = bounds_still_pay(0.0, seconds=1.5, lloyd_seconds=1.0)
-    assert keep and loss == 0.5
-    loss, keep = bounds_still_pay(loss, seconds=0.2, lloyd_seconds=1.0)  # a pass that gains
-    assert keep and loss == pytest.approx(-0.3)
-    for _ in range(2):
-        loss, keep = bounds_still_pay(loss, seconds=2.2, lloyd_seconds=1.0)
-    assert not keep
+    """The cost model: a pass computing every row loses, one computing few gains, a run of passes that
+    compute most rows gives the set back to Lloyd once two Lloyd passes are lost."""
+    loss, keep = bounds_still_pay(0.0, share_computed=1.0)
+    assert keep and loss == pytest.approx(0.35)
+    loss, keep = bounds_still_pay(loss, share_computed=0.1)  # a pass that gains
+    assert keep and loss == pytest.approx(0.35 - 0.685)
+    losses = []
+    while keep:
+        loss, keep = bounds_still_pay(loss, share_computed=0.9)
+        losses.append(loss)
+    assert losses == sorted(losses) and losses[-2] <= 2.0 < losses[-1]
+
+
+def test_the_choice_to_keep_bounds_does_not_depend_on_the_clock(caplog):
+    """Runs that leave their bounds (data without clusters, many rows computed) leave them at the same
+    iteration in every fit: the same answer to the last bit, however busy the machine."""
+    X = np.random.default_rng(4).standard_normal((4000, 20))  # bounds fail for 80-100% of the rows
+    X_dask = da.from_array(X, chunks=(1000, 20))
+    params = dict(n_clusters=40, init="random", n_init=2, random_state=3, max_iter=60, tol=0.0)
+    fits, logs = [], []
+    for _ in range(3):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dask_kmeans"):
+            fits.append(KMeans(**params).fit(X_dask))
+        logs.append([r.getMessage() for r in caplog.records if "do not pay" in r.getMessage()])
+    assert logs[0] and logs[0] == logs[1] == logs[2]
+    for fit in fits[1:]:
+        np.testing.assert_array_equal(fit.cluster_centers_, fits[0].cluster_centers_)
+        assert [h["center_shift"] for h in fit.history_] == [h["center_shift"] for h in fits[0].history_]
 
 
 def test_bad_algorithm_is_refused():
