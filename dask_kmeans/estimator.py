@@ -76,8 +76,8 @@ default="k-means||"
         - "k-means||": scalable k-means++ (Bahmani et al. 2012). The first centre is a random row; each of
           ``init_rounds`` passes samples about ``oversampling_factor * n_clusters`` candidates with
           probability proportional to their squared distance to the candidates so far; one more pass
-          weights each candidate by the rows nearest to it and draws a uniform sample of about 100 rows
-          a cluster, and a search on the client (k-means++ restarts, Lloyd and swaps) finds
+          weights each candidate by the rows nearest to it and draws a uniform sample of the rows (100
+          a cluster, at least 5000), and a search on the client (k-means++ restarts, Lloyd and swaps) finds
           ``n_clusters`` centres of the sample (of the weighted candidates for large ``k``, where the
           sample would cost the search too much). Costs ``init_rounds + 1`` passes.
         - "k-means++": greedy k-means++ (each centre the best of ``2 + log(k)`` D^2-weighted draws), in

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dask_kmeans import KMeans
+from dask_kmeans._init import search_sample_size
 from dask_kmeans._kernels import lloyd_partials
 from dask_kmeans._seeding import kmeans_plusplus, lloyd_in_memory, search_centers
 
@@ -64,3 +65,9 @@ def test_the_default_finds_every_planted_cluster_where_one_kmeans_plusplus_run_o
         one_run.append(_centroid_index(reference.cluster_centers_, true))
     assert sum(ci > 0 for ci in one_run) >= 4, one_run  # the case is hard for a single run
     assert ours == [0] * 20, ours
+
+
+def test_the_search_runs_on_a_sample_of_rows_unless_k_is_large():
+    assert search_sample_size(15, 16) == 5000  # at least MIN_SAMPLE_ROWS (every row of a small set)
+    assert search_sample_size(200, 8) == 20_000  # 100 rows a cluster
+    assert search_sample_size(280, 32) == 0  # past the search's budget: the k-means|| candidates
