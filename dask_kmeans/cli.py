@@ -684,20 +684,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 @contextlib.contextmanager
 def _client_logs_quiet(debug: bool):
-    """Without --debug, keep distributed's client from logging tracebacks (a lost scheduler logs several):
-    the command's own error says what happened, on one line."""
-    client_logger = logging.getLogger("distributed.client")
+    """Without --debug, keep distributed's client side from logging tracebacks (a lost scheduler logs
+    several: the client, and its batched stream when the scheduler goes while it sends): the command's
+    own error says what happened, on one line."""
+    loggers = [logging.getLogger(name) for name in _CLIENT_SIDE_LOGGERS]
 
     def critical_only(record: logging.LogRecord) -> bool:
         return record.levelno >= logging.CRITICAL
 
     # A filter, not a level: distributed sets its loggers' levels when it is imported (later, lazily).
+    # Filters are the logger's own (not inherited), so each module's logger gets one.
     if not debug:
-        client_logger.addFilter(critical_only)
+        for logger in loggers:
+            logger.addFilter(critical_only)
     try:
         yield
     finally:
-        client_logger.removeFilter(critical_only)
+        for logger in loggers:
+            logger.removeFilter(critical_only)
+
+
+_CLIENT_SIDE_LOGGERS = ("distributed.client", "distributed.batched", "distributed.core",
+                        "distributed.comm.tcp")
 
 
 def main(argv: list[str] | None = None) -> int:
