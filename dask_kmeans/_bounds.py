@@ -38,7 +38,6 @@ from ._kernels import (
     LloydPartials,
     assign_sets,
     bound_slack,
-    cluster_sums,
     compiled,
     feature_moments,
     inertia_from_squares,
@@ -47,6 +46,7 @@ from ._kernels import (
     move_rows,
     nearest_center,
     pairwise_sq_distances,
+    squares_about,
     upper_bound32,
     usable_rows,
 )
@@ -234,7 +234,7 @@ def bounded_chunk(X, w, plans: list[BoundsPlan], token: str, this_pass: int, wit
                                       n_farthest=[len(c) - 1 for c in centers])
         for s, part in zip(plain, results):
             partials[s] = part
-    if with_moments:  # the first pass; the data's moments are not part of the time Lloyd takes
+    if with_moments:  # the first pass
         if partials[0].non_finite["count"] == 0:
             partials[0].moments = feature_moments(X)
         else:  # the rows left out are those the kernel leaves out
@@ -274,12 +274,8 @@ def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray) -> C
     labels, sums, counts = result["labels"], result["sums"], result["counts"]
     weighted = labels if w is None else labels[np.asarray(w) > 0]
     members = np.bincount(weighted[weighted >= 0], minlength=len(counts)).astype(np.int64)
-    # Each cluster's sum of squared distances to the origin from those to its centre (computed anyway):
-    # sum w ||x - o||^2 = sum w ||x - c||^2 + 2 (c - o).(S - W c) + W ||c - o||^2.
-    moved = centers - origin
-    from_centers = sums - counts[:, None] * centers
-    squares = (result["cluster_inertia"] + 2.0 * np.einsum("ij,ij->i", moved, from_centers)
-               + counts * np.einsum("ij,ij->i", moved, moved))
+    # Each cluster's sum of squared distances to the origin, from those to its centre (computed anyway).
+    squares = squares_about(result["cluster_inertia"], sums, counts, centers, origin)
     return ChunkState(
         version=-1, labels=labels, upper=result["upper"], lower=np.ascontiguousarray(result["lower"]),
         origin=origin, sums=np.array(sums), counts=np.array(counts), squares=squares, members=members,
@@ -293,8 +289,8 @@ def _weights(w):
 
 
 def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
-    """Move the bounds to the plan's centres, reassign the rows whose bounds fail, refresh the blocks
-    where labels changed. False when a row came out left out (its distance overflows): then the chunk
+    """Move the bounds to the plan's centres, reassign the rows whose bounds fail, move the sums of the
+    rows whose label changed. False when a row came out left out (its distance overflows): then the chunk
     is computed in full, as Lloyd would see it."""
     n, d = X.shape
     failing = np.empty(n, dtype=np.int64)
@@ -318,8 +314,12 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
 
 
 def _recompute_sums(X, w, state: ChunkState) -> None:
-    state.sums, state.counts, state.squares, state.members = cluster_sums(
-        X, _weights(w), state.labels, state.origin, len(state.counts))
+    """The chunk's sums afresh from its labels: every row moved in, from no cluster, onto zeros."""
+    for array in (state.sums, state.counts, state.squares, state.members, state.drift):
+        array[...] = 0
+    rows = np.flatnonzero(state.labels >= 0)
+    move_rows(X, _weights(w), rows, np.full(len(rows), -1, dtype=np.int32), state.labels, state.origin,
+              state.sums, state.counts, state.squares, state.members, state.drift)
     state.drift[:] = 0.0
 
 

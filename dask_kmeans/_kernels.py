@@ -13,8 +13,8 @@ functions (numba, ``nogil`` so that dask's threads run them in parallel):
   weighted row to its cluster's float64 sums and count. When the gap between the two nearest is within
   the GEMM's rounding error bound, the row's distances are all recomputed from differences, so the labels
   are those of the exact distances (ties to the lowest index) whatever the data's offset from zero.
-  The same kernel serves the bounded passes (``_bounds``): it also gives lower bounds on each row's
-  distances to the other centres, assigns only given rows, and keeps its sums per block of rows.
+  The same kernel serves the bounded passes (``_bounds``): it also gives float32 upper and lower bounds
+  on each row's distances, assigns only given rows, and adds each cluster's inertia.
 - :func:`pairwise_sq_distances`: every row's squared distance to every centre, for ``transform`` and the
   k-means++ trials: a float64 GEMM on rows shifted to the centres' mean, with the entries whose rounding
   bound is not small against their value recomputed from differences.
@@ -532,30 +532,6 @@ def move_rows(X, weights, rows, old_labels, labels, origin, sums, counts, square
             drift[a] += abs(counts[a]) + w
 
 
-@compiled()
-def cluster_sums(X, weights, labels, origin, n_clusters):
-    """Each cluster's weighted sum of rows, weight, sum of squared distances to ``origin`` and number of
-    members (rows of positive weight), from the labels (-1: left out): a bounded pass's statistics
-    computed afresh."""
-    d = X.shape[1]
-    sums = np.zeros((n_clusters, d))
-    counts = np.zeros(n_clusters)
-    squares = np.zeros(n_clusters)
-    members = np.zeros(n_clusters, dtype=np.int64)
-    for i in range(X.shape[0]):
-        a = labels[i]
-        w = 1.0 if weights is None else weights[i]
-        if a < 0 or w == 0.0:
-            continue
-        members[a] += 1
-        counts[a] += w
-        squares[a] += w * _exact_sq_distance(X[i], origin)
-        row_sums = sums[a]
-        for f in range(d):
-            row_sums[f] += w * np.float64(X[i, f])
-    return sums, counts, squares, members
-
-
 # ----------------------------------------------------------------------------------------------------
 # numpy-facing wrappers
 
@@ -1004,13 +980,19 @@ def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np
     return centers, n_relocated
 
 
+def squares_about(squares: np.ndarray, sums: np.ndarray, counts: np.ndarray, old: np.ndarray,
+                  new: np.ndarray) -> np.ndarray:
+    """Each cluster's weighted sum of squared distances to ``new`` from that to ``old`` (one point, or
+    one per cluster), its weighted sum of rows ``S`` and weight ``W``:
+    ``sum w ||x - new||^2 = Q + 2 (old - new).(S - W old) + W ||old - new||^2``."""
+    step = np.broadcast_to(old - new, sums.shape)
+    from_old = sums - counts[:, None] * old
+    return squares + 2.0 * np.einsum("ij,ij->i", step, from_old) + counts * np.einsum("ij,ij->i", step, step)
+
+
 def inertia_from_squares(sums: np.ndarray, counts: np.ndarray, squares: np.ndarray, centers: np.ndarray,
                          origin: np.ndarray) -> float:
-    """The weighted inertia of rows for ``centers`` from each cluster's weighted sum of rows ``S_j``,
-    weight ``W_j`` and sum of squared distances to ``origin`` ``Q_j``:
-    ``sum_j Q_j - 2 (c_j - o).(S_j - W_j o) + W_j ||c_j - o||^2`` (relative error about
-    ``eps * spread / cluster width``: the origin is near the rows)."""
-    moved = centers - origin
-    shifted_sums = sums - counts[:, None] * origin
-    per_cluster = squares - 2.0 * np.einsum("ij,ij->i", moved, shifted_sums) + counts * (moved**2).sum(axis=1)
-    return float(np.maximum(per_cluster, 0.0).sum())
+    """The weighted inertia of rows for ``centers`` from each cluster's sums and its sum of squared
+    distances to ``origin`` (:func:`squares_about`; relative error about ``eps * spread / cluster
+    width``: the origin is near the rows)."""
+    return float(np.maximum(squares_about(squares, sums, counts, origin, centers), 0.0).sum())
