@@ -12,6 +12,9 @@ GEMM and all), which also gives their new bounds.
 The labels are Lloyd's: a row skips only when its label provably stays the label of the exact distances
 (ties to the lowest index: the test is strict, and bounds are widened by the rounding of the distances
 as computed, and rounded outward to float32 to be kept: Hamerly's two take 8 bytes a row, not 16). A
+pass writes the bounds of the rows it computes only: the others' are moved on the fly, from the pass
+they were set at (one byte a row) by the difference of two rows of a per-chunk table of the centres'
+moves added up (:func:`failing_rows`). A
 chunk's sums and counts are Lloyd's in its first pass and then move with the rows that change cluster
 (:func:`move_rows`): time proportional to the changes, not to the chunk. They then differ from Lloyd's
 in the last bits; each cluster's possible rounding drift is tracked, and a chunk's sums are recomputed
@@ -128,12 +131,19 @@ class ChunkState:
     """One set's state for one chunk, as of pass ``version``: labels (-1 for rows left out), bounds,
     and per cluster the weighted sums of rows and of squared distances to ``origin`` (a point near
     the chunk's rows), the weights, the members (rows of positive weight) and the rounding ``drift``
-    the sums may have gathered (see :func:`move_rows`)."""
+    the sums may have gathered (see :func:`move_rows`).
+
+    A row's bounds are those of the pass ``since[i]`` (a row of ``moves``); ``moves`` holds, per pass
+    since the state's base, the plans' ``moved``, ``own_drift`` and ``group_moved`` added up
+    (cumulative, one row a pass, the base's zeros first). A row's bounds now are its stored ones moved
+    by the difference of two rows: a pass writes only the bounds of the rows it computes."""
 
     version: int
     labels: np.ndarray
     upper: np.ndarray
     lower: np.ndarray
+    since: np.ndarray
+    moves: np.ndarray
     origin: np.ndarray
     sums: np.ndarray
     counts: np.ndarray
@@ -145,12 +155,13 @@ class ChunkState:
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
-    """Memory a row's state takes (label, float32 upper and lower bound(s); the per-cluster sums are a
-    chunk's, not a row's)."""
+    """Memory a row's state takes at most (label, float32 upper and lower bound(s), the pass they are
+    from, and the chunk's table of moves, at most 2 bytes a row: :func:`_deferred_passes`; the
+    per-cluster sums are a chunk's, not a row's)."""
     if algorithm == "lloyd":
         return 0.0
     n_groups = max(1, n_clusters // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
-    return 4 + 4 + 4 * n_groups
+    return 4 + 4 + 4 * n_groups + 1 + 2
 
 
 # Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
@@ -276,8 +287,10 @@ def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray) -> C
     members = np.bincount(weighted[weighted >= 0], minlength=len(counts)).astype(np.int64)
     # Each cluster's sum of squared distances to the origin, from those to its centre (computed anyway).
     squares = squares_about(result["cluster_inertia"], sums, counts, centers, origin)
+    lower = np.ascontiguousarray(result["lower"])
     return ChunkState(
-        version=-1, labels=labels, upper=result["upper"], lower=np.ascontiguousarray(result["lower"]),
+        version=-1, labels=labels, upper=result["upper"], lower=lower,
+        since=np.zeros(len(labels), dtype=np.uint8), moves=np.zeros((1, 2 * len(counts) + lower.shape[1])),
         origin=origin, sums=np.array(sums), counts=np.array(counts), squares=squares, members=members,
         drift=np.zeros(len(members)), non_finite=result["non_finite"],
         n_computed=len(labels) - result["non_finite"]["count"],
@@ -292,25 +305,58 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
     """Move the bounds to the plan's centres, reassign the rows whose bounds fail, move the sums of the
     rows whose label changed. False when a row came out left out (its distance overflows): then the chunk
     is computed in full, as Lloyd would see it."""
-    n, d = X.shape
-    failing = np.empty(n, dtype=np.int64)
-    n_failing = _filter_rows(state.labels, state.upper, state.lower, p.moved, p.groups, p.group_moved,
-                             p.own_drift, p.half_gap, bound_slack(d), failing)
-    failing = failing[:n_failing]
-    state.n_computed = n_failing
-    if n_failing:
+    failing = failing_rows(state, p, X.shape[1])
+    state.n_computed = len(failing)
+    if len(failing):
         result = assign_sets(X, [p.centers], w, rows=failing, bound_groups=[p.groups])[0]
         if result["non_finite"]["count"]:
             return False
-        old_labels = np.empty(n_failing, dtype=np.int32)
-        n_changed = _store_rows(failing, result["labels"], result["upper"], result["lower"], state.labels,
-                                state.upper, state.lower, old_labels)
-        if n_changed:
-            move_rows(X, _weights(w), failing[:n_changed], old_labels[:n_changed], state.labels,
-                      state.origin, state.sums, state.counts, state.squares, state.members, state.drift)
+        changed, old_labels = store_rows(state, failing, result)
+        if len(changed):
+            move_rows(X, _weights(w), changed, old_labels, state.labels, state.origin, state.sums,
+                      state.counts, state.squares, state.members, state.drift)
             if np.any(state.drift * np.finfo(np.float64).eps > DRIFT_LIMIT * state.counts):
                 _recompute_sums(X, w, state)
     return True
+
+
+def failing_rows(state: ChunkState, p: BoundsPlan, n_features: int) -> np.ndarray:
+    """Add the plan's moves to the state's and return the rows whose bounds no longer prove that they
+    keep their centre (rows left out never fail)."""
+    n, k = len(state.labels), len(p.moved)
+    if len(state.moves) > _deferred_passes(n, state.moves.shape[1]):  # write every row's bounds now
+        _settle_bounds(state.labels, state.upper, state.lower, state.since, state.moves, k,
+                       *_now(state.moves), p.groups, bound_slack(n_features))
+        state.moves = state.moves[:1] * 0.0
+    step = np.concatenate([p.moved, p.own_drift, p.group_moved])
+    state.moves = np.vstack([state.moves, state.moves[-1] + step])
+    failing = np.empty(n, dtype=np.int64)
+    n_failing = _filter_rows(state.labels, state.upper, state.lower, state.since, state.moves, k,
+                             *_now(state.moves), p.groups, p.half_gap, bound_slack(n_features), failing)
+    return failing[:n_failing]
+
+
+def store_rows(state: ChunkState, rows: np.ndarray, result: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the kernel's labels and bounds of the reassigned ``rows`` (as of this pass); returns the
+    rows whose label changed and their old labels."""
+    old_labels = np.empty(len(rows), dtype=np.int32)
+    rows = rows.copy()
+    n_changed = _store_rows(rows, result["labels"], result["upper"], result["lower"], state.labels,
+                            state.upper, state.lower, state.since, len(state.moves) - 1, old_labels)
+    return rows[:n_changed], old_labels[:n_changed]
+
+
+def _deferred_passes(n_rows: int, table_width: int) -> int:
+    """Passes a state adds up before it writes every row's bounds: at most 255 (``since`` is a byte),
+    and the table within 2 bytes a row of the chunk."""
+    return int(min(255, max(1, 2 * n_rows // (8 * table_width))))
+
+
+def _now(moves: np.ndarray) -> tuple[np.ndarray, float]:
+    """The table's last row, and the rounding its cumulative sums may have gathered, relative to it:
+    sums of ``m`` non-negative terms err by at most ``m eps / 2`` of the sum, and a difference of two
+    rows by one more rounding."""
+    return moves[-1], (len(moves) + 1) * float(np.finfo(np.float64).eps)
 
 
 def _recompute_sums(X, w, state: ChunkState) -> None:
@@ -357,53 +403,76 @@ def drop_states_everywhere(token: str, workers_reachable: bool = True) -> None:
 # Compiled loops over a chunk's bounds
 
 
-@compiled()
-def _filter_rows(labels, upper, lower, moved, groups, group_moved, own_drift, half_gap, slack, failing):
-    """Move every row's bounds by the centres' moves and list in ``failing`` the rows whose bounds no
-    longer prove that they keep their centre; returns how many. Rows left out (label -1) are never
-    listed.
+@compiled(inline="always")
+def _moved_upper(i, labels, upper, since, moves, now, rounding, grow):
+    """Row ``i``'s upper bound, moved from the pass ``since[i]`` to now by the table's sums (widened by
+    their rounding, see :func:`_now`)."""
+    c = max(labels[i], 0)
+    return (np.float64(upper[i]) + (now[c] * (1.0 + rounding) - moves[since[i], c])) * grow
 
-    ``own_drift[a]`` is the largest move in centre ``a``'s group but its own, ``group_moved`` each
-    group's largest. No branch: the loop vectorises. (Hamerly tightens a failing row's upper bound to
-    its exact distance first; here the kernel reassigns them all: a failing row's row of X is a cache
-    miss either way, and the kernel's gather overlaps them where a row-by-row exact distance waits on
-    each: 5M x 16 float32, k=32, one core, a pass of the middle iterations 130 -> 100 ms.)"""
+
+@compiled(inline="always")
+def _moved_lower(i, g, labels, lower, since, moves, k, now, rounding, groups, shrink):
+    """Row ``i``'s lower bound for group ``g`` moved like :func:`_moved_upper`: by the largest moves of
+    the group's centres (but its own centre, in its own group)."""
+    c = max(labels[i], 0)
+    column = k + c if g == groups[c] else 2 * k + g
+    return (np.float64(lower[i, g]) - (now[column] * (1.0 + rounding) - moves[since[i], column])) * shrink
+
+
+@compiled()
+def _filter_rows(labels, upper, lower, since, moves, k, now, rounding, groups, half_gap, slack, failing):
+    """List in ``failing`` the rows whose bounds, moved to now, no longer prove that they keep their
+    centre; returns how many. Rows left out (label -1) are never listed. Nothing is written but
+    ``failing``: with two threads, writing every row's bounds back took half of a pass's bound checks
+    (5M x 16 float32, k=32: 30 -> 18 task-ms a pass).
+
+    (Hamerly tightens a failing row's upper bound to its exact distance first; here the kernel
+    reassigns them all: a failing row's row of X is a cache miss either way, and the kernel's gather
+    overlaps them where a row-by-row exact distance waits on each: 5M x 16 float32, k=32, one core, a
+    pass of the middle iterations 130 -> 100 ms.)"""
     n, t = lower.shape
     grow = 1.0 + 2.0 * slack
     shrink = 1.0 - 2.0 * slack
     n_failing = 0
-    if t == 1:  # Hamerly: the loop without the groups' is 4x faster
+    if t == 1:  # Hamerly: the same test without the loop over groups, which the compiler keeps
         for i in range(n):
-            a = labels[i]
-            c = max(a, 0)
-            u = (np.float64(upper[i]) + moved[c]) * grow
-            upper[i] = upper_bound32(u)
-            value = (np.float64(lower[i, 0]) - own_drift[c]) * shrink
-            lower[i, 0] = lower_bound32(value)
+            u = _moved_upper(i, labels, upper, since, moves, now, rounding, grow)
+            value = _moved_lower(i, 0, labels, lower, since, moves, k, now, rounding, groups, shrink)
             failing[n_failing] = i
-            n_failing += (a >= 0) & (u >= max(value, half_gap[c]))
-    else:
-        for i in range(n):
-            a = labels[i]
-            c = max(a, 0)
-            u = (np.float64(upper[i]) + moved[c]) * grow
-            upper[i] = upper_bound32(u)
-            own = groups[c]
-            smallest = np.inf
-            for g in range(t):
-                drift = own_drift[c] if g == own else group_moved[g]
-                value = (np.float64(lower[i, g]) - drift) * shrink
-                lower[i, g] = lower_bound32(value)
-                smallest = min(smallest, value)
-            failing[n_failing] = i
-            n_failing += (a >= 0) & (u >= max(smallest, half_gap[c]))
+            n_failing += (labels[i] >= 0) & (u >= max(value, half_gap[max(labels[i], 0)]))
+        return n_failing
+    for i in range(n):
+        u = _moved_upper(i, labels, upper, since, moves, now, rounding, grow)
+        smallest = np.inf
+        for g in range(t):
+            smallest = min(smallest, _moved_lower(i, g, labels, lower, since, moves, k, now, rounding, groups,
+                                                  shrink))
+        failing[n_failing] = i
+        n_failing += (labels[i] >= 0) & (u >= max(smallest, half_gap[max(labels[i], 0)]))
     return n_failing
 
 
 @compiled()
-def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, old_labels):
-    """Write the reassigned rows' labels and bounds into the chunk's; the rows whose label changed are
-    moved to the front of ``rows`` (their old labels in ``old_labels``). Returns how many changed."""
+def _settle_bounds(labels, upper, lower, since, moves, k, now, rounding, groups, slack):
+    """Write every row's bounds as of now, rounded outward to float32, and make now the base:
+    ``since`` 0."""
+    n, t = lower.shape
+    grow = 1.0 + 2.0 * slack
+    shrink = 1.0 - 2.0 * slack
+    for i in range(n):
+        for g in range(t):
+            lower[i, g] = lower_bound32(_moved_lower(i, g, labels, lower, since, moves, k, now, rounding,
+                                                     groups, shrink))
+        upper[i] = upper_bound32(_moved_upper(i, labels, upper, since, moves, now, rounding, grow))
+        since[i] = 0
+
+
+@compiled()
+def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, since, now, old_labels):
+    """Write the reassigned rows' labels and bounds (as of pass ``now`` of the table) into the chunk's;
+    the rows whose label changed are moved to the front of ``rows`` (their old labels in
+    ``old_labels``). Returns how many changed."""
     n_changed = 0
     for m in range(rows.shape[0]):
         i = rows[m]
@@ -413,6 +482,7 @@ def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, ol
             n_changed += 1
             all_labels[i] = labels[m]
         all_upper[i] = upper[m]
+        since[i] = now
         for g in range(lower.shape[1]):
             all_lower[i, g] = lower[m, g]
     return n_changed
