@@ -11,10 +11,9 @@ GEMM and all), which also gives their new bounds.
 
 The labels are Lloyd's: a row skips only when its label provably stays the label of the exact distances
 (ties to the lowest index: the test is strict, and bounds are widened by the rounding of the distances
-as computed, and rounded outward to float32 to be kept: Hamerly's two take 8 bytes a row, not 16). A
-pass writes the bounds of the rows it computes only: the others' are moved on the fly, from the pass
-they were set at (one byte a row) by the difference of two rows of a per-chunk table of the centres'
-moves added up (:func:`failing_rows`). A
+as computed, and rounded outward to float32 to be kept: Hamerly's two take 8 bytes a row, not 16). They
+are kept relative to the centres' moves added up since the chunk's state began and moved to now on
+the fly (:func:`failing_rows`), so that a pass writes only the bounds of the rows it computes. A
 chunk's sums and counts are Lloyd's in its first pass and then move with the rows that change cluster
 (:func:`move_rows`): time proportional to the changes, not to the chunk. They then differ from Lloyd's
 in the last bits; each cluster's possible rounding drift is tracked, and a chunk's sums are recomputed
@@ -49,6 +48,7 @@ from ._kernels import (
     move_rows,
     nearest_center,
     pairwise_sq_distances,
+    signed_upper_bound32,
     squares_about,
     upper_bound32,
     usable_rows,
@@ -64,6 +64,7 @@ CENTERS_PER_GROUP = 10  # Yinyang's groups: about k / 10 (Ding et al.)
 # chunks of bench_bounds' anisotropic data twice in 20 iterations (a Lloyd pass's sums each time).
 DRIFT_LIMIT = 1e-11
 
+_EPS = float(np.finfo(np.float64).eps)
 _STATES: dict[tuple, ChunkState] = {}
 _STATES_LOCK = threading.Lock()
 
@@ -133,16 +134,16 @@ class ChunkState:
     the chunk's rows), the weights, the members (rows of positive weight) and the rounding ``drift``
     the sums may have gathered (see :func:`move_rows`).
 
-    A row's bounds are those of the pass ``since[i]`` (a row of ``moves``); ``moves`` holds, per pass
-    since the state's base, the plans' ``moved``, ``own_drift`` and ``group_moved`` added up
-    (cumulative, one row a pass, the base's zeros first). A row's bounds now are its stored ones moved
-    by the difference of two rows: a pass writes only the bounds of the rows it computes."""
+    ``moves`` adds up the plans' ``moved``, ``own_drift`` and ``group_moved`` of the ``n_moves``
+    passes since the bounds' base, and the bounds are stored relative to it: a row's upper bound now
+    is ``upper[i] + moves[label]`` and its lower bound ``lower[i] - moves[k + label]`` (Yinyang's other
+    groups': ``- moves[2 k + g]``), so that a pass writes only the bounds of the rows it computes
+    (their bounds less the moves so far)."""
 
     version: int
     labels: np.ndarray
     upper: np.ndarray
     lower: np.ndarray
-    since: np.ndarray
     moves: np.ndarray
     origin: np.ndarray
     sums: np.ndarray
@@ -152,16 +153,16 @@ class ChunkState:
     drift: np.ndarray
     non_finite: dict
     n_computed: int = 0
+    n_moves: int = 0
 
 
 def state_bytes_per_row(n_clusters: int, n_features: int, algorithm: str) -> float:
-    """Memory a row's state takes at most (label, float32 upper and lower bound(s), the pass they are
-    from, and the chunk's table of moves, at most 2 bytes a row: :func:`_deferred_passes`; the
-    per-cluster sums are a chunk's, not a row's)."""
+    """Memory a row's state takes (label, float32 upper and lower bound(s); the per-cluster sums are a
+    chunk's, not a row's)."""
     if algorithm == "lloyd":
         return 0.0
     n_groups = max(1, n_clusters // CENTERS_PER_GROUP) if algorithm == "yinyang" else 1
-    return 4 + 4 + 4 * n_groups + 1 + 2
+    return 4 + 4 + 4 * n_groups
 
 
 # Bounds cost more than Lloyd's pass where most rows' bounds fail (data without clusters): a set goes
@@ -290,7 +291,7 @@ def _new_state(X, w, result: dict, centers: np.ndarray, origin: np.ndarray) -> C
     lower = np.ascontiguousarray(result["lower"])
     return ChunkState(
         version=-1, labels=labels, upper=result["upper"], lower=lower,
-        since=np.zeros(len(labels), dtype=np.uint8), moves=np.zeros((1, 2 * len(counts) + lower.shape[1])),
+        moves=np.zeros(2 * len(counts) + lower.shape[1]),
         origin=origin, sums=np.array(sums), counts=np.array(counts), squares=squares, members=members,
         drift=np.zeros(len(members)), non_finite=result["non_finite"],
         n_computed=len(labels) - result["non_finite"]["count"],
@@ -311,7 +312,7 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
         result = assign_sets(X, [p.centers], w, rows=failing, bound_groups=[p.groups])[0]
         if result["non_finite"]["count"]:
             return False
-        changed, old_labels = store_rows(state, failing, result)
+        changed, old_labels = store_rows(state, failing, result, p.groups)
         if len(changed):
             move_rows(X, _weights(w), changed, old_labels, state.labels, state.origin, state.sums,
                       state.counts, state.squares, state.members, state.drift)
@@ -324,39 +325,42 @@ def failing_rows(state: ChunkState, p: BoundsPlan, n_features: int) -> np.ndarra
     """Add the plan's moves to the state's and return the rows whose bounds no longer prove that they
     keep their centre (rows left out never fail)."""
     n, k = len(state.labels), len(p.moved)
-    if len(state.moves) > _deferred_passes(n, state.moves.shape[1]):  # write every row's bounds now
-        _settle_bounds(state.labels, state.upper, state.lower, state.since, state.moves, k,
-                       *_now(state.moves), p.groups, bound_slack(n_features))
-        state.moves = state.moves[:1] * 0.0
-    step = np.concatenate([p.moved, p.own_drift, p.group_moved])
-    state.moves = np.vstack([state.moves, state.moves[-1] + step])
+    gaps = p.half_gap[(p.half_gap > 0) & np.isfinite(p.half_gap)]
+    scale = float(np.median(gaps)) if len(gaps) else np.inf
+    if state.n_moves >= MAX_MOVES or state.moves.max() > REBASE_MOVES * scale:
+        _rebase(state.labels, state.upper, state.lower, state.moves, k, _rounding(state.n_moves), p.groups,
+                bound_slack(n_features))
+        state.moves[:], state.n_moves = 0.0, 0
+    state.moves += np.concatenate([p.moved, p.own_drift, p.group_moved])
+    state.n_moves += 1
     failing = np.empty(n, dtype=np.int64)
-    n_failing = _filter_rows(state.labels, state.upper, state.lower, state.since, state.moves, k,
-                             *_now(state.moves), p.groups, p.half_gap, bound_slack(n_features), failing)
+    n_failing = _filter_rows(state.labels, state.upper, state.lower, state.moves, k, _rounding(state.n_moves),
+                             p.groups, p.half_gap, bound_slack(n_features), failing)
     return failing[:n_failing]
 
 
-def store_rows(state: ChunkState, rows: np.ndarray, result: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the kernel's labels and bounds of the reassigned ``rows`` (as of this pass); returns the
-    rows whose label changed and their old labels."""
+def store_rows(state: ChunkState, rows: np.ndarray, result: dict, groups: np.ndarray) -> tuple[np.ndarray,
+                                                                                              np.ndarray]:
+    """Keep the kernel's labels and bounds of the reassigned ``rows`` (relative to the moves so far);
+    returns the rows whose label changed and their old labels."""
     old_labels = np.empty(len(rows), dtype=np.int32)
     rows = rows.copy()
     n_changed = _store_rows(rows, result["labels"], result["upper"], result["lower"], state.labels,
-                            state.upper, state.lower, state.since, len(state.moves) - 1, old_labels)
+                            state.upper, state.lower, state.moves, len(groups), groups, old_labels)
     return rows[:n_changed], old_labels[:n_changed]
 
 
-def _deferred_passes(n_rows: int, table_width: int) -> int:
-    """Passes a state adds up before it writes every row's bounds: at most 255 (``since`` is a byte),
-    and the table within 2 bytes a row of the chunk."""
-    return int(min(255, max(1, 2 * n_rows // (8 * table_width))))
+# Moves added up before the bounds are rebased (every row's written as of now, relative to no moves):
+# after many passes, for the rounding of the sums; and once the moves are large against the gaps
+# between centres, since a bound stored relative to them keeps float32's precision of the moves.
+MAX_MOVES = 1000
+REBASE_MOVES = 4096.0
 
 
-def _now(moves: np.ndarray) -> tuple[np.ndarray, float]:
-    """The table's last row, and the rounding its cumulative sums may have gathered, relative to it:
-    sums of ``m`` non-negative terms err by at most ``m eps / 2`` of the sum, and a difference of two
-    rows by one more rounding."""
-    return moves[-1], (len(moves) + 1) * float(np.finfo(np.float64).eps)
+def _rounding(n_moves: int) -> float:
+    """The relative rounding a sum of ``n_moves`` moves (and a bound relative to it) may have gathered:
+    each of the two sums a difference stands for errs by at most ``n eps / 2`` (non-negative terms)."""
+    return (2 * n_moves + 4) * float(np.finfo(np.float64).eps)
 
 
 def _recompute_sums(X, w, state: ChunkState) -> None:
@@ -404,28 +408,36 @@ def drop_states_everywhere(token: str, workers_reachable: bool = True) -> None:
 
 
 @compiled(inline="always")
-def _moved_upper(i, labels, upper, since, moves, now, rounding, grow):
-    """Row ``i``'s upper bound, moved from the pass ``since[i]`` to now by the table's sums (widened by
-    their rounding, see :func:`_now`)."""
+def _moved_upper(i, labels, upper, moves, rounding, grow):
+    """Row ``i``'s upper bound now: its stored one plus its centre's moves (see :class:`ChunkState`),
+    widened by their rounding."""
     c = max(labels[i], 0)
-    return (np.float64(upper[i]) + (now[c] * (1.0 + rounding) - moves[since[i], c])) * grow
+    v = np.float64(upper[i])
+    return (v + moves[c] + rounding * (abs(v) + moves[c])) * grow
 
 
 @compiled(inline="always")
-def _moved_lower(i, g, labels, lower, since, moves, k, now, rounding, groups, shrink):
-    """Row ``i``'s lower bound for group ``g`` moved like :func:`_moved_upper`: by the largest moves of
-    the group's centres (but its own centre, in its own group)."""
+def _column(labels, i, g, k, groups):
+    """Where in ``moves`` the drift of row ``i``'s lower bound for group ``g`` is added up."""
     c = max(labels[i], 0)
-    column = k + c if g == groups[c] else 2 * k + g
-    return (np.float64(lower[i, g]) - (now[column] * (1.0 + rounding) - moves[since[i], column])) * shrink
+    return k + c if g == groups[c] else 2 * k + g
+
+
+@compiled(inline="always")
+def _moved_lower(i, g, labels, lower, moves, k, rounding, groups, shrink):
+    """Row ``i``'s lower bound for group ``g`` now: its stored one less the largest moves of the group's
+    centres (but its own centre's, in its own group), widened by their rounding."""
+    v = np.float64(lower[i, g])
+    drift = moves[_column(labels, i, g, k, groups)]
+    return (v - drift - rounding * (v + drift)) * shrink
 
 
 @compiled()
-def _filter_rows(labels, upper, lower, since, moves, k, now, rounding, groups, half_gap, slack, failing):
+def _filter_rows(labels, upper, lower, moves, k, rounding, groups, half_gap, slack, failing):
     """List in ``failing`` the rows whose bounds, moved to now, no longer prove that they keep their
     centre; returns how many. Rows left out (label -1) are never listed. Nothing is written but
     ``failing``: with two threads, writing every row's bounds back took half of a pass's bound checks
-    (5M x 16 float32, k=32: 30 -> 18 task-ms a pass).
+    (5M x 16 float32, k=32: 30 -> 17 task-ms a pass).
 
     (Hamerly tightens a failing row's upper bound to its exact distance first; here the kernel
     reassigns them all: a failing row's row of X is a cache miss either way, and the kernel's gather
@@ -437,42 +449,38 @@ def _filter_rows(labels, upper, lower, since, moves, k, now, rounding, groups, h
     n_failing = 0
     if t == 1:  # Hamerly: the same test without the loop over groups, which the compiler keeps
         for i in range(n):
-            u = _moved_upper(i, labels, upper, since, moves, now, rounding, grow)
-            value = _moved_lower(i, 0, labels, lower, since, moves, k, now, rounding, groups, shrink)
+            u = _moved_upper(i, labels, upper, moves, rounding, grow)
+            value = _moved_lower(i, 0, labels, lower, moves, k, rounding, groups, shrink)
             failing[n_failing] = i
             n_failing += (labels[i] >= 0) & (u >= max(value, half_gap[max(labels[i], 0)]))
         return n_failing
     for i in range(n):
-        u = _moved_upper(i, labels, upper, since, moves, now, rounding, grow)
+        u = _moved_upper(i, labels, upper, moves, rounding, grow)
         smallest = np.inf
         for g in range(t):
-            smallest = min(smallest, _moved_lower(i, g, labels, lower, since, moves, k, now, rounding, groups,
-                                                  shrink))
+            smallest = min(smallest, _moved_lower(i, g, labels, lower, moves, k, rounding, groups, shrink))
         failing[n_failing] = i
         n_failing += (labels[i] >= 0) & (u >= max(smallest, half_gap[max(labels[i], 0)]))
     return n_failing
 
 
 @compiled()
-def _settle_bounds(labels, upper, lower, since, moves, k, now, rounding, groups, slack):
-    """Write every row's bounds as of now, rounded outward to float32, and make now the base:
-    ``since`` 0."""
+def _rebase(labels, upper, lower, moves, k, rounding, groups, slack):
+    """Write every row's bounds as of now, rounded outward to float32: relative to no moves."""
     n, t = lower.shape
     grow = 1.0 + 2.0 * slack
     shrink = 1.0 - 2.0 * slack
     for i in range(n):
         for g in range(t):
-            lower[i, g] = lower_bound32(_moved_lower(i, g, labels, lower, since, moves, k, now, rounding,
-                                                     groups, shrink))
-        upper[i] = upper_bound32(_moved_upper(i, labels, upper, since, moves, now, rounding, grow))
-        since[i] = 0
+            lower[i, g] = lower_bound32(_moved_lower(i, g, labels, lower, moves, k, rounding, groups, shrink))
+        upper[i] = upper_bound32(_moved_upper(i, labels, upper, moves, rounding, grow))
 
 
 @compiled()
-def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, since, now, old_labels):
-    """Write the reassigned rows' labels and bounds (as of pass ``now`` of the table) into the chunk's;
-    the rows whose label changed are moved to the front of ``rows`` (their old labels in
-    ``old_labels``). Returns how many changed."""
+def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, moves, k, groups, old_labels):
+    """Write the reassigned rows' labels and bounds into the chunk's, relative to the ``moves`` so far
+    (see :class:`ChunkState`); the rows whose label changed are moved to the front of ``rows`` (their
+    old labels in ``old_labels``). Returns how many changed."""
     n_changed = 0
     for m in range(rows.shape[0]):
         i = rows[m]
@@ -481,8 +489,11 @@ def _store_rows(rows, labels, upper, lower, all_labels, all_upper, all_lower, si
             rows[n_changed] = i
             n_changed += 1
             all_labels[i] = labels[m]
-        all_upper[i] = upper[m]
-        since[i] = now
+        c = max(labels[m], 0)
+        # Less the moves so far: the float64 difference errs by at most eps of its terms.
+        shift = moves[c] * (1.0 - 2.0 * _EPS)
+        all_upper[i] = signed_upper_bound32(np.float64(upper[m]) * (1.0 + 2.0 * _EPS) - shift)
         for g in range(lower.shape[1]):
-            all_lower[i, g] = lower[m, g]
+            drift = moves[_column(all_labels, i, g, k, groups)]
+            all_lower[i, g] = lower_bound32(np.float64(lower[m, g]) + drift)
     return n_changed

@@ -144,6 +144,15 @@ def upper_bound32(value):
     return value * (1.0 + 2.0**-22)
 
 
+@compiled(inline="always")
+def signed_upper_bound32(value):
+    """:func:`upper_bound32` of a value of any sign (a bound less the moves of its centre so far):
+    grown by 2^-22 of its size, infinity beyond float32 (or NaN)."""
+    if not value <= _FLOAT32_MAX:
+        return np.inf
+    return max(value + max(abs(value) * 2.0**-22, 2.0 * _FLOAT32_NORMAL), -_FLOAT32_MAX)
+
+
 @compiled(fastmath={"reassoc", "contract"})
 def _exact_sq_distance(x, c):
     """``||x - c||^2`` from differences, in float64.

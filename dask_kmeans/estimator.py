@@ -139,8 +139,8 @@ default="k-means||"
         every pass. "hamerly" and "yinyang" keep per-row triangle-inequality bounds beside each chunk, in the
         workers' memory, and compute distances only for rows whose bounds cannot prove that they keep their
         centre: after the first iterations a small share of the rows. Hamerly keeps one lower bound per row
-        (15 bytes a row at most, with the label, upper bound and the moves they are from); Yinyang one per
-        group of about ten centres (``11 + 4 k / 10`` bytes) and skips a few more rows, but costs more per row
+        (12 bytes a row with the label and upper bound); Yinyang one per group of about ten centres
+        (``8 + 4 k / 10`` bytes) and skips a few more rows, but costs more per row
         it reassigns. "auto": Hamerly where the data are in memory and its state fits beside them in half the
         memory, else Lloyd; and where the bounds cost more than they save (data without clusters), a run goes
         back to Lloyd once they have lost it about two Lloyd passes (estimated from the rows each pass

@@ -255,11 +255,21 @@ def test_sums_recomputed_once_their_drift_could_matter(monkeypatch):
     integer_data=st.booleans(),
     algorithm=st.sampled_from(BOUNDED),
     dtype=st.sampled_from([np.float32, np.float64]),
+    max_moves=st.sampled_from([1, 2, _bounds.MAX_MOVES]),
 )
 def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_clusters, move, integer_data,
-                                                     algorithm, dtype):
+                                                     algorithm, dtype, max_moves):
     """After any moves of the centres, every row the bounds let keep its label has that label as its
-    nearest centre by the kernel's exact distances (ties to the lowest index), over several moves."""
+    nearest centre by the kernel's exact distances (ties to the lowest index), over several moves,
+    with the bounds rebased (written as of now) every pass, every other pass or not at all."""
+    default, _bounds.MAX_MOVES = _bounds.MAX_MOVES, max_moves
+    try:
+        _check_bounds_over_moves(seed, n_features, n_clusters, move, integer_data, algorithm, dtype)
+    finally:
+        _bounds.MAX_MOVES = default
+
+
+def _check_bounds_over_moves(seed, n_features, n_clusters, move, integer_data, algorithm, dtype):
     rng = np.random.default_rng(seed)
     n = 300
     if integer_data:  # exact ties between centres
@@ -272,7 +282,7 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
     origin = X[:16].mean(axis=0, dtype=np.float64)
     result = assign_sets(X, [centers], with_sums=True, bound_groups=[groups], cluster_inertia=True)[0]
     state = _new_state(X, None, result, centers, origin)
-    for _ in range(6):  # past the passes a state adds up before it writes every row's bounds
+    for _ in range(6):
         previous = centers
         step = rng.standard_normal(centers.shape) * move * rng.uniform(0, 1, (n_clusters, 1))
         centers = previous + (np.round(step) if integer_data else step)
@@ -282,7 +292,7 @@ def test_bounds_never_skip_a_row_whose_label_changes(seed, n_features, n_cluster
         kept = np.setdiff1d(np.arange(n), failing)
         np.testing.assert_array_equal(state.labels[kept], truth[kept])
         # What a pass does with the rows that failed: the kernel's labels and bounds.
-        store_rows(state, failing, assign_sets(X, [centers], rows=failing, bound_groups=[groups])[0])
+        store_rows(state, failing, assign_sets(X, [centers], rows=failing, bound_groups=[groups])[0], groups)
         np.testing.assert_array_equal(state.labels, truth)
 
 
