@@ -63,6 +63,11 @@ CENTERS_PER_GROUP = 10  # Yinyang's groups: about k / 10 (Ding et al.)
 # of its largest value (a bound, not an estimate: rounding errors mostly cancel). 1e-12 recomputed the
 # chunks of bench_bounds' anisotropic data twice in 20 iterations (a Lloyd pass's sums each time).
 DRIFT_LIMIT = 1e-11
+# Moves added up before the bounds are rebased (every row's written as of now, relative to no moves):
+# after many passes, for the rounding of the sums; and once the moves are large against the gaps
+# between centres, since a bound stored relative to them keeps float32's precision of the moves.
+MAX_MOVES = 1000
+REBASE_MOVES = 4096.0
 
 _EPS = float(np.finfo(np.float64).eps)
 _STATES: dict[tuple, ChunkState] = {}
@@ -339,8 +344,8 @@ def failing_rows(state: ChunkState, p: BoundsPlan, n_features: int) -> np.ndarra
     return failing[:n_failing]
 
 
-def store_rows(state: ChunkState, rows: np.ndarray, result: dict, groups: np.ndarray) -> tuple[np.ndarray,
-                                                                                              np.ndarray]:
+def store_rows(state: ChunkState, rows: np.ndarray, result: dict,
+               groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keep the kernel's labels and bounds of the reassigned ``rows`` (relative to the moves so far);
     returns the rows whose label changed and their old labels."""
     old_labels = np.empty(len(rows), dtype=np.int32)
@@ -350,17 +355,10 @@ def store_rows(state: ChunkState, rows: np.ndarray, result: dict, groups: np.nda
     return rows[:n_changed], old_labels[:n_changed]
 
 
-# Moves added up before the bounds are rebased (every row's written as of now, relative to no moves):
-# after many passes, for the rounding of the sums; and once the moves are large against the gaps
-# between centres, since a bound stored relative to them keeps float32's precision of the moves.
-MAX_MOVES = 1000
-REBASE_MOVES = 4096.0
-
-
 def _rounding(n_moves: int) -> float:
     """The relative rounding a sum of ``n_moves`` moves (and a bound relative to it) may have gathered:
     each of the two sums a difference stands for errs by at most ``n eps / 2`` (non-negative terms)."""
-    return (2 * n_moves + 4) * float(np.finfo(np.float64).eps)
+    return (2 * n_moves + 4) * _EPS
 
 
 def _recompute_sums(X, w, state: ChunkState) -> None:
@@ -437,7 +435,7 @@ def _filter_rows(labels, upper, lower, moves, k, rounding, groups, half_gap, sla
     """List in ``failing`` the rows whose bounds, moved to now, no longer prove that they keep their
     centre; returns how many. Rows left out (label -1) are never listed. Nothing is written but
     ``failing``: with two threads, writing every row's bounds back took half of a pass's bound checks
-    (5M x 16 float32, k=32: 30 -> 17 task-ms a pass).
+    (5M x 16 float32, k=32: 30 -> 15 task-ms a pass).
 
     (Hamerly tightens a failing row's upper bound to its exact distance first; here the kernel
     reassigns them all: a failing row's row of X is a cache miss either way, and the kernel's gather
