@@ -296,6 +296,30 @@ def _check_bounds_over_moves(seed, n_features, n_clusters, move, integer_data, a
         np.testing.assert_array_equal(state.labels, truth)
 
 
+def test_bounds_are_rebased_once_the_moves_dwarf_the_gaps_and_still_hold():
+    # Bounds are kept less the moves so far, in float32: once those moves are large against the gaps
+    # between centres (here 1e5 against about 1), the bounds are written as of now before the next pass.
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((300, 3))
+    centers = X[:6].copy()
+    groups = bound_groups(centers, "hamerly")
+    result = assign_sets(X, [centers], with_sums=True, bound_groups=[groups], cluster_inertia=True)[0]
+    state = _new_state(X, None, result, centers, X[:16].mean(axis=0))
+    # Moves kept after each pass: the first adds 1e5; the next two start by rebasing (the moves so far
+    # are 1e5), the last does not (1e-3).
+    for shift, n_moves in zip([1e5, -1e5, 1e-3, -1e-3], [1, 1, 1, 2]):
+        previous, centers = centers, centers + shift
+        p = plan(0, centers, groups, previous, 0)
+        failing = failing_rows(state, p, 3)
+        truth = assign(X, centers)["labels"]
+        kept = np.setdiff1d(np.arange(len(X)), failing)
+        np.testing.assert_array_equal(state.labels[kept], truth[kept])
+        store_rows(state, failing, assign_sets(X, [centers], rows=failing, bound_groups=[groups])[0], groups)
+        np.testing.assert_array_equal(state.labels, truth)
+        assert state.n_moves == n_moves
+    assert len(kept) > 250  # small moves after the rebase: the bounds are tight again
+
+
 def test_auto_takes_hamerly_where_the_state_fits_and_says_so(caplog):
     X, C0 = _moving_blobs(n=2000, seed=4)
     with caplog.at_level(logging.INFO, logger="dask_kmeans"):
