@@ -373,9 +373,8 @@ def _recompute_sums(X, w, state: ChunkState) -> None:
 
 def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
     inertia = inertia_from_squares(state.sums, state.counts, state.squares, p.centers, state.origin)
-    d = p.centers.shape[1]
-    empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "rows": np.zeros((0, d)),
-             "weights": np.zeros(0), "labels": np.zeros(0, np.int32)}
+    empty = {"sq_dist": np.zeros(0), "index": np.zeros(0, np.int64), "weights": np.zeros(0),
+             "labels": np.zeros(0, np.int32)}
     # Copies: the state's arrays move on in the next pass.
     return LloydPartials(sums=state.sums.copy(), counts=state.counts.copy(), inertia=inertia, farthest=empty,
                          non_finite=dict(state.non_finite), n_computed=state.n_computed)

@@ -26,6 +26,7 @@ result for the same order of leaves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -774,7 +775,7 @@ class LloydPartials:
     """What rows contribute to a centre update: one chunk's, or several chunks' added up.
 
     ``sums`` (k, d) and ``counts`` (k,) are weighted and float64; ``inertia`` is from exact distances;
-    ``farthest`` holds the rows farthest from their centre (see :func:`farthest_points`), for
+    ``farthest`` names the rows farthest from their centre (see :func:`farthest_points`), for
     empty-cluster relocation; ``non_finite`` counts the rows left out; ``moments`` (the data's row count,
     feature means and centred sums of squares) only when asked for.
     """
@@ -859,7 +860,7 @@ def lloyd_partials_sets(
             sums=result["sums"],
             counts=result["counts"],
             inertia=result["inertia"],
-            farthest=farthest_points(X, weights, labels, sq_dist, row_offset, n_farthest[i], any_left_out),
+            farthest=farthest_points(weights, labels, sq_dist, row_offset, n_farthest[i], any_left_out),
             non_finite=result["non_finite"],
             moments=moments,
             n_computed=len(X) - result["non_finite"]["count"],
@@ -885,7 +886,6 @@ def combine_non_finite(parts: list[dict]) -> dict:
 
 
 def farthest_points(
-    X: np.ndarray,
     weights: np.ndarray | None,
     labels: np.ndarray,
     sq_dist: np.ndarray,
@@ -893,7 +893,10 @@ def farthest_points(
     n_keep: int,
     any_left_out: bool = True,
 ) -> dict:
-    """The ``n_keep`` rows with positive weight farthest from their centre, farthest first.
+    """The ``n_keep`` rows with positive weight farthest from their centre, farthest first: their global
+    ``index``, ``sq_dist``, ``weights`` and ``labels``, not the rows themselves (a pass would carry
+    ``n_keep x d`` floats a chunk through its tree, as many as the sums at large k, for the rare
+    iteration that leaves a cluster empty: :func:`update_centers` reads the few it needs).
 
     Ties are broken by the smaller global row index, so the choice does not depend on the chunking.
     """
@@ -910,7 +913,6 @@ def farthest_points(
         {
             "sq_dist": sq_dist[candidates],
             "index": candidates.astype(np.int64) + row_offset,
-            "rows": X[candidates].astype(np.float64),
             "weights": np.ones(len(candidates)) if weights is None else weights[candidates].astype(float),
             "labels": labels[candidates],
         },
@@ -976,21 +978,24 @@ def combine_moments(parts: list[dict]) -> dict:
     return {"n": n, "mean": mean, "m2": m2}
 
 
-def update_centers(partials: LloydPartials, old_centers: np.ndarray) -> tuple[np.ndarray, int]:
+def update_centers(partials: LloydPartials, old_centers: np.ndarray,
+                   rows_at: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, int]:
     """New centres from reduced partials; empty clusters move to the farthest points.
 
     Mirrors scikit-learn's relocation: each empty cluster takes one of the points farthest from their
     centre, and that point's contribution is moved out of the cluster it was assigned to. A cluster that is
-    still weightless keeps its old centre. Returns the new centres (float64) and the number relocated.
+    still weightless keeps its old centre. ``rows_at(index)`` gives the rows at those global indices
+    (called only when a cluster is empty). Returns the new centres (float64) and the number relocated.
     """
     sums = partials.sums.copy()
     counts = partials.counts.copy()
     empty = np.flatnonzero(counts == 0)
     far = partials.farthest
     n_relocated = min(len(empty), len(far["sq_dist"]))
+    rows = np.asarray(rows_at(far["index"][:n_relocated]), dtype=np.float64) if n_relocated else None
     for new_id, i in zip(empty[:n_relocated], range(n_relocated)):
         old_id = far["labels"][i]
-        weighted_row = far["rows"][i] * far["weights"][i]
+        weighted_row = rows[i] * far["weights"][i]
         sums[old_id] -= weighted_row
         counts[old_id] -= far["weights"][i]
         sums[new_id] = weighted_row

@@ -116,7 +116,7 @@ def advance(
             elapsed = time.perf_counter() - started
             for i, set_stats in zip(active, stats):
                 name = "" if len(sets) == 1 else f"Run {i}: "
-                _update(sets[i], set_stats, config, mean_variance, elapsed, name, data.n_samples)
+                _update(sets[i], set_stats, config, mean_variance, elapsed, name, data)
             if on_pass is not None:
                 on_pass(sets, mean_variance)
     except SchedulerLostError:
@@ -176,12 +176,13 @@ class _BoundedPasses:
 
 
 def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, mean_variance: float,
-            elapsed: float, name: str, n_samples: int) -> None:
+            elapsed: float, name: str, data: ChunkedRows) -> None:
     """Move one set's centres to the means of its clusters, record the iteration, test convergence."""
     check_finite_total(stats.inertia, "inertia")
     tol, inertia = config.tol, stats.inertia * metric_scale(config.metric)
     centers = center_set.centers
-    new_centers, n_relocated = update_centers(stats, centers)
+    # An empty cluster's new centre is a far row: read from the chunks that hold it, and only then.
+    new_centers, n_relocated = update_centers(stats, centers, data.rows)
     if config.metric == "cosine":
         new_centers = unit_rows(new_centers)
     shift = float(((new_centers - centers) ** 2).sum())
@@ -201,7 +202,7 @@ def _update(center_set: CenterSet, stats: LloydPartials, config: LloydConfig, me
             "elapsed": elapsed,
         }
     )
-    computed = f", distances of {stats.n_computed / max(1, n_samples):.1%} of rows computed" \
+    computed = f", distances of {stats.n_computed / max(1, data.n_samples):.1%} of rows computed" \
         if config.algorithm != "lloyd" else ""
     logger.info(
         "%sIteration %d: inertia %.6g, relative shift %.3g (tol %.3g), %d relocated%s, %.2fs",

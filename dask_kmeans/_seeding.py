@@ -63,7 +63,7 @@ def lloyd_in_memory(
     """
     stats = lloyd_partials(X, weights, centers, n_farthest=len(centers))
     for _ in range(max_steps):
-        new_centers, _ = update_centers(stats, centers)
+        new_centers, _ = update_centers(stats, centers, X.__getitem__)
         if np.array_equal(new_centers, centers):
             break
         centers = new_centers

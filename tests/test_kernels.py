@@ -85,11 +85,10 @@ def test_update_keeps_the_old_centre_of_a_cluster_left_empty():
         sums=np.array([[2.0], [0.0], [0.0]]),
         counts=np.array([2.0, 0.0, 0.0]),
         inertia=0.0,
-        farthest={key: np.empty((0,) + shape) for key, shape in
-                  [("sq_dist", ()), ("index", ()), ("rows", (1,)), ("weights", ()), ("labels", ())]},
+        farthest={key: np.empty(0) for key in ("sq_dist", "index", "weights", "labels")},
         non_finite={"count": 0, "first_row": -1},
     )
-    centers, n_relocated = update_centers(partials, C)
+    centers, n_relocated = update_centers(partials, C, rows_at=None)  # no row to read
     np.testing.assert_array_equal(centers, [[1.0], [5.0], [9.0]])
     assert n_relocated == 0
 

@@ -208,7 +208,6 @@ def check_partials(got: LloydPartials, X, C, w, labels, sq_dist, n_farthest: int
     far = got.farthest
     np.testing.assert_array_equal(far["index"], index, err_msg=name)
     np.testing.assert_array_equal(far["labels"], labels[index], err_msg=name)
-    np.testing.assert_array_equal(far["rows"], X64[index], err_msg=name)
     np.testing.assert_array_equal(far["weights"], wv[index], err_msg=name)
     np.testing.assert_array_equal(far["sq_dist"], sq_dist[index], err_msg=name)
 

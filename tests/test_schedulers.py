@@ -147,3 +147,25 @@ def test_passes_give_a_chunk_key_the_same_task_every_time(tmp_path, process_clie
     finally:
         logging.getLogger("distributed").removeHandler(handler)
     assert not [m for m in messages if "run_spec" in m]
+
+
+def test_an_empty_cluster_takes_its_far_row_from_the_workers_or_the_store(tmp_path, process_client):
+    # Passes carry only the indices of the farthest rows; the driver reads the row an empty cluster
+    # moves to from the chunk that holds it: persisted on the workers, or streamed from the store.
+    import zarr
+    from sklearn.cluster import KMeans as SKKMeans
+
+    from dask_kmeans.io import read
+
+    from .conftest import pick_rows
+
+    X, _ = make_blobs(3000, 4, 5, std=2.0, seed=31)
+    init = pick_rows(X, 5, seed=32)
+    init[2] = 1000.0  # far from every point: empty after the first assignment
+    zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(700, 4), dtype="float64")[:] = X
+    ref = SKKMeans(5, init=init, n_init=1, tol=0, max_iter=50, algorithm="lloyd").fit(X)
+    for data, persist in [(da.from_array(X, chunks=(700, 4)), "auto"), (read(tmp_path / "x.zarr").X, False)]:
+        km = KMeans(5, init=init, tol=0, max_iter=50).fit(data, persist=persist)
+        assert km.history_[0]["n_relocated"] == 1
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-7)
+        np.testing.assert_array_equal(km.labels_, ref.labels_)
