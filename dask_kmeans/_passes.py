@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from operator import getitem
@@ -77,7 +78,8 @@ class ChunkedRows:
         # Not optimised: array optimisation would fuse the reads into the indexing and give the chunks'
         # keys other tasks than the passes give them, which distributed warns about ("different
         # run_spec") when a pass follows before the scheduler has forgotten them.
-        picked[order] = compute(self.X[indices[order]], optimize_graph=False)[0]
+        with _clear_errors(self, "reading rows"):
+            picked[order] = compute(self.X[indices[order]], optimize_graph=False)[0]
         return picked
 
 
@@ -155,12 +157,19 @@ def map_reduce(
         leaves = [(f"{name}-partial", i) for i in range(len(leaves))]
     root = _tree_layer(layer, leaves, combine, name, split_every)
     graph = _graph(name, layer, data, state)
-    try:
+    with _clear_errors(data, name):
         if not keep_state:
             return compute(Delayed(root, graph, layer=name))[0]
         new_state = [Delayed((f"{name}-state", i), graph, layer=name) for i in range(len(leaves))]
         *new_state, root = dask.persist(*new_state, Delayed(root, graph, layer=name))
         return root.compute(), new_state
+
+
+@contextmanager
+def _clear_errors(data: ChunkedRows, name: str):
+    """Workers that kept dying and a lost scheduler, said as what they are and what to do."""
+    try:
+        yield
     except Exception as exc:
         if _is_killed_worker(exc):
             raise WorkerDiedError(_killed_worker_message(exc, data, name)) from exc
