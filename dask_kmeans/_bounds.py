@@ -321,7 +321,7 @@ def _advance_state(X, w, p: BoundsPlan, state: ChunkState) -> bool:
         if len(changed):
             move_rows(X, _weights(w), changed, old_labels, state.labels, state.origin, state.sums,
                       state.counts, state.squares, state.members, state.drift)
-            if np.any(state.drift * np.finfo(np.float64).eps > DRIFT_LIMIT * state.counts):
+            if np.any(state.drift * _EPS > DRIFT_LIMIT * state.counts):
                 _recompute_sums(X, w, state)
     return True
 
@@ -363,12 +363,12 @@ def _rounding(n_moves: int) -> float:
 
 def _recompute_sums(X, w, state: ChunkState) -> None:
     """The chunk's sums afresh from its labels: every row moved in, from no cluster, onto zeros."""
-    for array in (state.sums, state.counts, state.squares, state.members, state.drift):
+    for array in (state.sums, state.counts, state.squares, state.members):
         array[...] = 0
     rows = np.flatnonzero(state.labels >= 0)
     move_rows(X, _weights(w), rows, np.full(len(rows), -1, dtype=np.int32), state.labels, state.origin,
               state.sums, state.counts, state.squares, state.members, state.drift)
-    state.drift[:] = 0.0
+    state.drift[:] = 0.0  # sums computed afresh: no drift (move_rows added to it)
 
 
 def _partials(state: ChunkState, p: BoundsPlan) -> LloydPartials:
