@@ -211,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--algorithm", default="auto", choices=["auto", "lloyd", "hamerly", "yinyang"],
-        help="how iterations find nearest centres; all give the same labels (centres to rounding). 'auto': "
-             "triangle-inequality "
-             "bounds (hamerly) where they fit in memory, back to lloyd where they do not pay (default: auto)",
+        help="how iterations find nearest centres; all give the same labels (centres to rounding). "
+             "'auto': triangle-inequality bounds (hamerly) where they fit in memory, back to lloyd where "
+             "they do not pay (default: auto)",
     )
     fit.add_argument("--n-init", type=_n_init, default="auto", metavar="N",
                      help="initialisations, the best kept ('auto' or a number)")

@@ -134,18 +134,18 @@ default="k-means||"
         out under ``nan_policy="omit"``, like rows with NaN.
     algorithm : {"auto", "lloyd", "hamerly", "yinyang"}, default="auto"
         How each iteration finds the rows' nearest centres; every choice gives the same labels and
-        ``n_iter_``, and centres equal to rounding (the bounded ones move each chunk's sums with the rows that
-        change cluster, so their last bits may differ from Lloyd's). "lloyd" computes every row's distances
-        every pass. "hamerly" and "yinyang" keep per-row triangle-inequality bounds beside each chunk, in the
-        workers' memory, and compute distances only for rows whose bounds cannot prove that they keep their
-        centre: after the first iterations a small share of the rows. Hamerly keeps one lower bound per row
-        (12 bytes a row with the label and upper bound); Yinyang one per group of about ten centres
-        (``8 + 4 k / 10`` bytes) and skips a few more rows, but costs more per row
-        it reassigns. "auto": Hamerly where the data are in memory and its state fits beside them in half the
-        memory, else Lloyd; and where the bounds cost more than they save (data without clusters), a run goes
-        back to Lloyd once they have lost it about two Lloyd passes (estimated from the rows each pass
-        computed, not timed: the answer does not depend on the machine's load). The fit's log and
-        ``algorithm_`` say which ran.
+        ``n_iter_``, and centres equal to rounding (the bounded ones move each chunk's sums with the
+        rows that change cluster, so their last bits may differ from Lloyd's). "lloyd" computes every
+        row's distances every pass. "hamerly" and "yinyang" keep per-row triangle-inequality bounds
+        beside each chunk, in the workers' memory, and compute distances only for rows whose bounds
+        cannot prove that they keep their centre: after the first iterations a small share of the rows.
+        Hamerly keeps one lower bound per row (12 bytes a row with the label and upper bound); Yinyang
+        one per group of about ten centres (``8 + 4 k / 10`` bytes) and skips a few more rows, but costs
+        more per row it reassigns. "auto": Hamerly where the data are in memory and its state fits
+        beside them in half the memory, else Lloyd; and where the bounds cost more than they save (data
+        without clusters), a run goes back to Lloyd once they have lost it about two Lloyd passes
+        (estimated from the rows each pass computed, not timed: the answer does not depend on the
+        machine's load). The fit's log and ``algorithm_`` say which ran.
 
     Attributes
     ----------
