@@ -67,6 +67,16 @@ def test_partials_against_direct_formulas():
     np.testing.assert_array_equal(p.farthest["index"], np.argsort(-d2, kind="stable")[:3])
 
 
+def test_cluster_sums_are_blocked_not_one_running_sum():
+    # 2^20 rows of 0.1 (float64) in two interleaved clusters: one running float64 sum per cluster errs by
+    # about 1.5e-11 of it; blocks of at most _SUM_BLOCK_ROWS rows of a cluster, by about 2e-14.
+    X = np.full((1 << 20, 1), 0.1)
+    X[1::2] = -0.1
+    p = lloyd_partials(X, None, np.array([[1.0], [-1.0]]))
+    np.testing.assert_array_equal(p.counts, [1 << 19, 1 << 19])
+    np.testing.assert_allclose(p.sums[:, 0], [0.1 * (1 << 19), -0.1 * (1 << 19)], rtol=1e-13, atol=0)
+
+
 def test_farthest_ties_go_to_the_lower_row_index():
     X = np.array([[0.0], [2.0], [-2.0], [0.0]])
     p = lloyd_partials(X, None, np.array([[0.0]]), n_farthest=1)
