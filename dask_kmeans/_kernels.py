@@ -289,7 +289,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     shifted = np.empty((rows_per_block if shift else 0, d), dtype=gemm_dtype)
     nearest = np.empty(rows_per_block, dtype=gemm_dtype)
     second = np.empty(rows_per_block, dtype=gemm_dtype)
-    best = np.empty(rows_per_block, dtype=np.int64)
+    best = np.empty(rows_per_block, dtype=np.int32)  # int32: the sweep's SIMD lanes as wide as float32's
     max_columns = 0
     for g in range(n_groups):
         max_columns = max(max_columns, column_starts[g + 1] - column_starts[g])
@@ -342,11 +342,12 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
                     best[r] = lo
                 for j in range(lo + 1, hi):
                     c_sq = center_sq[j]
+                    j32 = np.int32(j)
                     for r in range(nb):
                         u = dist[j, r] + c_sq
                         v = nearest[r]
                         second[r] = min(second[r], max(u, v))
-                        best[r] = j if u < v else best[r]
+                        best[r] = j32 if u < v else best[r]
                         nearest[r] = min(u, v)
             else:
                 r = 0
