@@ -25,7 +25,14 @@ from functools import partial
 import numpy as np
 
 from ._bounds import bound_groups, bounded_chunk, bounds_still_pay, drop_states_everywhere, plan
-from ._kernels import LloydPartials, assign_sets, combine_non_finite, lloyd_partials_sets, update_centers
+from ._kernels import (
+    LloydPartials,
+    assign_sets,
+    combine_non_finite,
+    lloyd_partials_sets,
+    plan_assignment,
+    update_centers,
+)
 from ._passes import ChunkedRows, SchedulerLostError, combine_each, map_reduce
 from ._scheduler import compute
 from ._validation import NonFiniteDataError, check_finite_total, check_non_finite
@@ -70,10 +77,16 @@ class CenterSet:
         return len(self.history)
 
 
-def _lloyd_chunk(X, w, centers_list, with_moments, *, chunk):
+def _lloyd_chunk(X, w, assignment, with_moments, *, chunk):
     # One read of the chunk and one GEMM per block serve every active set.
-    return lloyd_partials_sets(X, w, centers_list, row_offset=chunk.row_offset,
-                               n_farthest=[len(c) - 1 for c in centers_list], with_moments=with_moments)
+    return lloyd_partials_sets(X, w, assignment, row_offset=chunk.row_offset,
+                               n_farthest=[k - 1 for k in assignment.set_sizes], with_moments=with_moments)
+
+
+def _lloyd_pass(data: ChunkedRows, active: list[int], sets: list[CenterSet], need_moments: bool) -> list:
+    """A Lloyd pass for the active sets: their partials (the centres' side of the kernel made once)."""
+    assignment = plan_assignment([sets[i].centers for i in active], data.dtype)
+    return _pass(data, _lloyd_chunk, active, sets, (assignment, need_moments))
 
 
 def advance(
@@ -105,8 +118,7 @@ def advance(
             if bounds is not None:
                 stats = bounds.run(data, sets, active, need_moments)
             else:
-                centers = [sets[i].centers for i in active]
-                stats = _pass(data, _lloyd_chunk, active, sets, (centers, need_moments))
+                stats = _lloyd_pass(data, active, sets, need_moments)
             check_non_finite(stats[0].non_finite, data.X.chunks[0], config.nan_policy)
             if need_moments:
                 moments = stats[0].moments
@@ -154,8 +166,7 @@ class _BoundedPasses:
         redo = [n for n, (p, part) in enumerate(zip(plans, stats))
                 if p.groups is not None and np.any(part.counts == 0)]
         if redo:
-            again = _pass(data, _lloyd_chunk, [active[n] for n in redo], sets,
-                          ([sets[active[n]].centers for n in redo], False))
+            again = _lloyd_pass(data, [active[n] for n in redo], sets, False)
             for n, part in zip(redo, again):
                 stats[n] = replace(part, n_computed=stats[n].n_computed, moments=stats[n].moments)
         for i, p, part in zip(active, plans, stats):
@@ -254,17 +265,17 @@ def _label_dtype(n_clusters: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _final_chunk(X, w, centers_list, keep_labels, *, chunk):
-    results = assign_sets(X, centers_list, w, row_offset=chunk.row_offset)
+def _final_chunk(X, w, assignment, keep_labels, *, chunk):
+    results = assign_sets(X, assignment, w, row_offset=chunk.row_offset)
     partials = FinalPartials(
         inertias=np.array([r["inertia"] for r in results]),
-        sizes=[np.bincount(r["labels"][r["labels"] >= 0], minlength=len(c))
-               for r, c in zip(results, centers_list)],
+        sizes=[np.bincount(r["labels"][r["labels"] >= 0], minlength=k)
+               for r, k in zip(results, assignment.set_sizes)],
         non_finite=[r["non_finite"] for r in results],
     )
     if not keep_labels:
         return partials
-    dtype = _label_dtype(max(len(c) for c in centers_list))
+    dtype = _label_dtype(max(assignment.set_sizes))
     return [r["labels"].astype(dtype) for r in results], partials
 
 
@@ -278,13 +289,14 @@ def final_pass(data: ChunkedRows, centers_list: list[np.ndarray], keep_labels: b
     clusters) until the best set is known; only the best set's labels travel to the client (int32, -1 for
     rows left out).
     """
-    centers_list = [np.asarray(c).astype(data.dtype).astype(np.float64) for c in centers_list]
+    assignment = plan_assignment(
+        [np.asarray(c).astype(data.dtype).astype(np.float64) for c in centers_list], data.dtype)
     if keep_labels:
         partials, labels_by_chunk = map_reduce(
-            data, _final_chunk, FinalPartials.combine, args=(centers_list, True), keep_state=True
+            data, _final_chunk, FinalPartials.combine, args=(assignment, True), keep_state=True
         )
     else:
-        partials = map_reduce(data, _final_chunk, FinalPartials.combine, args=(centers_list, False))
+        partials = map_reduce(data, _final_chunk, FinalPartials.combine, args=(assignment, False))
     inertias = [float(value) * metric_scale(metric) for value in partials.inertias]
     for value in inertias:
         check_finite_total(value, "inertia")
