@@ -44,8 +44,11 @@ numpy GEMM pass
 
 What is measured, in ``--repeats`` rounds (default 3; medians of the rounds shown). Each round runs every
 library once, in an order rotated by one each round, so that contention from other processes on a shared
-machine falls on all of them alike; each library does a small warm-up fit in every round (imports, JIT
-compilation, thread pools; faiss runs in a new subprocess each round). Per round and library:
+machine falls on all of them alike; each library does a warm-up fit of ``--min-iter`` iterations on the whole
+data in every round (imports, JIT compilation, thread pools, and memory touched for the first time: on a
+virtual machine whose host takes idle memory back, the first full-size fit of a round paid 1.8 s more
+before its first iteration at 1M rows, which a warm-up on a few rows left in the difference of fits;
+faiss runs in a new subprocess each round). Per round and library:
 
 iter (ms)
     ``(wall time of the fit with m = --max-iter - wall time with m = --min-iter) /
@@ -209,7 +212,7 @@ def bench_dask_kmeans(X: np.ndarray, C0: np.ndarray, args) -> tuple[Row, list[fl
                                **lloyd_passes())
                 return model.fit(data)
 
-        fit(2, X_dask[: 8 * k])  # warm-up (numba compiles its kernel)
+        fit(args.min_iter)  # warm-up at full size, as faiss's: see "What is measured"
         iter_s, cpu_s, model = by_difference(fit, lambda m: m.n_iter_, args.max_iter, args.min_iter)
     own = float(np.median(np.diff([h["elapsed"] for h in model.history_])))
     row = Row("in memory", "dask_kmeans", time_s=iter_s,
@@ -230,7 +233,7 @@ def bench_sklearn(Xn: np.ndarray, C0: np.ndarray, args) -> Row:
         def fit(m: int):
             return KMeans(k, init=C0, n_init=1, max_iter=m, tol=0.0, algorithm="lloyd").fit(Xn)
 
-        KMeans(k, init=C0, n_init=1, max_iter=2).fit(Xn[: 8 * k])  # warm-up
+        fit(args.min_iter)  # warm-up at full size, as faiss's: see "What is measured"
         iter_s, cpu_s, model = by_difference(fit, lambda m: m.n_iter_, args.max_iter, args.min_iter)
     row = Row("in memory", "sklearn", time_s=iter_s, extra={"cpu_s": cpu_s, "n_iter": model.n_iter_},
               note=f"scikit-learn {sklearn.__version__}; Euclidean on unit rows, centres not unit")
@@ -276,7 +279,7 @@ def faiss_worker(directory: str, max_iter: int, min_iter: int, threads: int, see
             km.train(Xn, init_centroids=C0)
             return km
 
-        fit(2)  # warm-up
+        fit(min_iter)  # warm-up at full size: see "What is measured"
         iter_s, cpu_s, km = by_difference(fit, lambda r: len(r.iteration_stats), max_iter, min_iter)
         pools = [f"{p.get('internal_api')} {p.get('num_threads')} threads" for p in threadpool_info()]
     own = float(np.median(np.diff([s["time"] for s in km.iteration_stats])))
