@@ -222,6 +222,55 @@ def _nearest_two(dist, r, center_sq, lo, hi):
 
 
 @compiled(inline="always")
+def _sweep_centres_first(dist, nb, center_sq, lo, hi, nearest, second, best):
+    """:func:`_nearest_two` of every row of a (centres x rows) block, a SIMD lane per row: the smallest
+    ``dist[j, r] + center_sq[j]`` (``lo <= j < hi``) into ``nearest[r]``, its centre into ``best[r]``
+    (ties to the lowest), the second smallest into ``second[r]``. Four centres per sweep of the rows: the
+    running values are loaded and stored once per four centres, not once per centre."""
+    for r in range(nb):
+        nearest[r] = dist[lo, r] + center_sq[lo]
+        second[r] = np.inf
+        best[r] = lo
+    j = lo + 1
+    while j + 4 <= hi:
+        c0, c1, c2, c3 = center_sq[j], center_sq[j + 1], center_sq[j + 2], center_sq[j + 3]
+        j0, j1, j2, j3 = np.int32(j), np.int32(j + 1), np.int32(j + 2), np.int32(j + 3)
+        for r in range(nb):
+            v = nearest[r]
+            s = second[r]
+            b = best[r]
+            u = dist[j, r] + c0
+            s = min(s, max(u, v))
+            b = j0 if u < v else b
+            v = min(u, v)
+            u = dist[j + 1, r] + c1
+            s = min(s, max(u, v))
+            b = j1 if u < v else b
+            v = min(u, v)
+            u = dist[j + 2, r] + c2
+            s = min(s, max(u, v))
+            b = j2 if u < v else b
+            v = min(u, v)
+            u = dist[j + 3, r] + c3
+            s = min(s, max(u, v))
+            b = j3 if u < v else b
+            nearest[r] = min(u, v)
+            second[r] = s
+            best[r] = b
+        j += 4
+    while j < hi:
+        c_sq = center_sq[j]
+        j32 = np.int32(j)
+        for r in range(nb):
+            u = dist[j, r] + c_sq
+            v = nearest[r]
+            second[r] = min(second[r], max(u, v))
+            best[r] = j32 if u < v else best[r]
+            nearest[r] = min(u, v)
+        j += 1
+
+
+@compiled(inline="always")
 def _exact_nearest(x, centers, dist, centres_first, r, center_sq, lo, hi, nearest, reach):
     """The centre nearest to ``x`` by exact distances (ties to the lowest index) and its squared distance.
 
@@ -336,19 +385,7 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
             lo = group_starts[g]
             hi = group_starts[g + 1]
             if centres_first:
-                for r in range(nb):
-                    nearest[r] = dist[lo, r] + center_sq[lo]
-                    second[r] = np.inf
-                    best[r] = lo
-                for j in range(lo + 1, hi):
-                    c_sq = center_sq[j]
-                    j32 = np.int32(j)
-                    for r in range(nb):
-                        u = dist[j, r] + c_sq
-                        v = nearest[r]
-                        second[r] = min(second[r], max(u, v))
-                        best[r] = j32 if u < v else best[r]
-                        nearest[r] = min(u, v)
+                _sweep_centres_first(dist, nb, center_sq, lo, hi, nearest, second, best)
             else:
                 r = 0
                 while r + 4 <= nb:

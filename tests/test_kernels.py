@@ -33,6 +33,18 @@ def test_nearest_center_matches_brute_force(dtype):
     assert labels.dtype == np.int32 and sq_dist.dtype == np.float64
 
 
+@pytest.mark.parametrize("k", [32, 33, 34, 35])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_centre_is_swept_whatever_k_modulo_four(k, dtype):
+    # From 24 (float32) / 32 (float64) centres the sweep takes four centres at a time, then the rest one by
+    # one: rows drawn about each centre, the last ones included, must each find their own.
+    rng = np.random.default_rng(k)
+    C = rng.standard_normal((k, 5)) * 10
+    X = (C[np.arange(40 * k) % k] + rng.standard_normal((40 * k, 5)) * 0.01).astype(dtype)
+    labels, _ = nearest_center(X, C)
+    np.testing.assert_array_equal(labels, np.arange(40 * k) % k)
+
+
 def test_partials_add_up_across_any_split():
     X, C = _data()
     w = np.random.default_rng(1).uniform(0, 2, len(X))
