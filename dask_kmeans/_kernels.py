@@ -352,8 +352,8 @@ def _assign_kernel(X, gemm_rows, weights, centers, operand, center_sq, center_no
     block_counts = np.zeros(k if with_sums else 0)
     # Rows in each cluster's block so far: a cluster's block joins its total once it holds
     # _SUM_BLOCK_ROWS rows, and at the end. (Flushing every cluster's block after each _SUM_BLOCK_ROWS
-    # rows of the chunk read and wrote each sum row once more per row at large k: k=1024, d=384, the
-    # sums took 45 ms per 100k rows, 31 this way.)
+    # rows of the chunk read and wrote each sum row once more per row at large k: k=1024, d=384, one
+    # core, the sums took 45 ms per 100k rows, 29 this way.)
     block_rows_of = np.zeros(k if with_sums else 0, dtype=np.int64)
     max_center_sq = np.zeros(n_groups)
     for g in range(n_groups):
