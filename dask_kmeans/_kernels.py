@@ -236,38 +236,24 @@ def _sweep_centres_first(dist, nb, center_sq, lo, hi, nearest, second, best):
         c0, c1, c2, c3 = center_sq[j], center_sq[j + 1], center_sq[j + 2], center_sq[j + 3]
         j0, j1, j2, j3 = np.int32(j), np.int32(j + 1), np.int32(j + 2), np.int32(j + 3)
         for r in range(nb):
-            v = nearest[r]
-            s = second[r]
-            b = best[r]
-            u = dist[j, r] + c0
-            s = min(s, max(u, v))
-            b = j0 if u < v else b
-            v = min(u, v)
-            u = dist[j + 1, r] + c1
-            s = min(s, max(u, v))
-            b = j1 if u < v else b
-            v = min(u, v)
-            u = dist[j + 2, r] + c2
-            s = min(s, max(u, v))
-            b = j2 if u < v else b
-            v = min(u, v)
-            u = dist[j + 3, r] + c3
-            s = min(s, max(u, v))
-            b = j3 if u < v else b
-            nearest[r] = min(u, v)
-            second[r] = s
-            best[r] = b
+            v, s, b = _take(dist[j, r] + c0, j0, nearest[r], second[r], best[r])
+            v, s, b = _take(dist[j + 1, r] + c1, j1, v, s, b)
+            v, s, b = _take(dist[j + 2, r] + c2, j2, v, s, b)
+            nearest[r], second[r], best[r] = _take(dist[j + 3, r] + c3, j3, v, s, b)
         j += 4
     while j < hi:
         c_sq = center_sq[j]
         j32 = np.int32(j)
         for r in range(nb):
-            u = dist[j, r] + c_sq
-            v = nearest[r]
-            second[r] = min(second[r], max(u, v))
-            best[r] = j32 if u < v else best[r]
-            nearest[r] = min(u, v)
+            nearest[r], second[r], best[r] = _take(dist[j, r] + c_sq, j32, nearest[r], second[r], best[r])
         j += 1
+
+
+@compiled(inline="always")
+def _take(u, j, nearest, second, best):
+    """A row's running nearest value, second nearest and nearest centre after centre ``j``'s value ``u``
+    (ties keep the earlier centre)."""
+    return min(u, nearest), min(second, max(u, nearest)), (j if u < nearest else best)
 
 
 @compiled(inline="always")
