@@ -14,6 +14,7 @@ from dask_kmeans._kernels import (
     feature_moments,
     lloyd_partials,
     nearest_center,
+    plan_assignment,
     update_centers,
 )
 
@@ -43,6 +44,17 @@ def test_every_centre_is_swept_whatever_k_modulo_four(k, dtype):
     X = (C[np.arange(40 * k) % k] + rng.standard_normal((40 * k, 5)) * 0.01).astype(dtype)
     labels, _ = nearest_center(X, C)
     np.testing.assert_array_equal(labels, np.arange(40 * k) % k)
+
+
+def test_a_plan_serves_only_rows_of_its_dtype():
+    X, C = _data(n=300, k=40)
+    plan = plan_assignment([C[:30], C[30:]], np.float64)
+    for mine, planned in zip(assign_sets(X, [C[:30], C[30:]], with_sums=True),
+                             assign_sets(X, plan, with_sums=True)):
+        for key in ("labels", "sq_dist", "sums", "counts"):
+            np.testing.assert_array_equal(planned[key], mine[key])
+    with pytest.raises(ValueError, match="float64 rows cannot assign float32"):
+        assign_sets(X.astype(np.float32), plan)
 
 
 def test_partials_add_up_across_any_split():
