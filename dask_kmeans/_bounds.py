@@ -90,7 +90,8 @@ class BoundsPlan:
     """What every chunk's task needs to move one set's bounds from its previous centres to the current
     ones, computed once on the client: ``moved`` (k,) each centre's move, ``group_moved`` (t,) the
     largest move in each group, ``own_drift`` (k,) the largest move in each centre's group but its own,
-    and ``half_gap`` (k,) half the distance from each centre to its nearest other one.
+    ``half_gap`` (k,) half the distance from each centre to its nearest other one, and ``rebase_moves``
+    the moves beyond which a chunk's bounds are rebased (``REBASE_MOVES`` x the median half gap).
     ``version`` is the pass the state must come from (-1: compute in full). ``run`` names the set (its
     state's key). A plan without ``groups`` asks for a plain Lloyd pass of the set (its first pass, or
     bounds that did not pay, see :func:`bounds_still_pay`)."""
@@ -103,6 +104,7 @@ class BoundsPlan:
     group_moved: np.ndarray | None = None
     own_drift: np.ndarray | None = None
     half_gap: np.ndarray | None = None
+    rebase_moves: float = np.inf
 
 
 def plan(run: int, centers: np.ndarray, groups: np.ndarray | None, previous: np.ndarray | None,
@@ -128,8 +130,10 @@ def plan(run: int, centers: np.ndarray, groups: np.ndarray | None, previous: np.
     np.fill_diagonal(gaps, np.inf)
     half_gap = 0.5 * np.sqrt(gaps.min(axis=1)) * (1.0 - 4.0 * slack) if k > 1 else np.full(k, np.inf)
     own_drift = np.where(group_mover[groups] == np.arange(k), group_second[groups], group_moved[groups])
+    finite_gaps = half_gap[(half_gap > 0) & np.isfinite(half_gap)]
+    rebase_moves = REBASE_MOVES * float(np.median(finite_gaps)) if len(finite_gaps) else np.inf
     return BoundsPlan(run, centers, groups, version if previous is not None else -1, moved, group_moved,
-                      own_drift, half_gap)
+                      own_drift, half_gap, rebase_moves)
 
 
 @dataclass
@@ -330,9 +334,7 @@ def failing_rows(state: ChunkState, p: BoundsPlan, n_features: int) -> np.ndarra
     """Add the plan's moves to the state's and return the rows whose bounds no longer prove that they
     keep their centre (rows left out never fail)."""
     n, k = len(state.labels), len(p.moved)
-    gaps = p.half_gap[(p.half_gap > 0) & np.isfinite(p.half_gap)]
-    scale = float(np.median(gaps)) if len(gaps) else np.inf
-    if state.n_moves >= MAX_MOVES or state.moves.max() > REBASE_MOVES * scale:
+    if state.n_moves >= MAX_MOVES or state.moves.max() > p.rebase_moves:
         _rebase(state.labels, state.upper, state.lower, state.moves, k, _rounding(state.n_moves), p.groups,
                 bound_slack(n_features))
         state.moves[:], state.n_moves = 0.0, 0
